@@ -1,0 +1,73 @@
+"""The `clarena` command: a thin dispatcher to the sub-commands.
+
+Each sub-command lives in its own module and exposes `main(argv: list[str]) -> int`; this file only
+maps names to modules, so `clarena --help` stays fast (nothing heavy is imported until a sub-command
+runs).
+
+    clarena train [overrides]   run an experiment (a Hydra application)
+    clarena eval RUN_DIR        re-evaluate the saved models of a run
+    clarena report PATH         render a finished run or sweep as a static HTML page
+    clarena docs [-o DIR]       regenerate the pdoc API documentation
+    clarena init [DIR]          write a starter config directory for your own experiments
+    clarena list                list the available datasets, algorithms and experiments
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+#: Sub-command name -> (module implementing it, one-line help).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("clarena.pipelines.train", "run an experiment from Hydra configs"),
+    "eval": ("clarena.pipelines.evaluate", "re-evaluate the saved models of a run"),
+    "report": ("clarena.pipelines.report", "render a run or a sweep as static HTML"),
+    "docs": ("clarena.docs", "regenerate the pdoc API documentation"),
+    "init": ("clarena.pipelines.init_configs", "write a starter config directory"),
+    "list": ("clarena.pipelines.listing", "list datasets, algorithms and experiments"),
+}
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+
+
+def _available() -> dict[str, tuple[str, str]]:
+    """The sub-commands whose module is installed."""
+    return {name: entry for name, entry in COMMANDS.items() if _installed(entry[0])}
+
+
+def _usage() -> str:
+    lines = ["usage: clarena <command> [args]", "", "commands:"]
+    lines += [f"  {name:<8} {help_}" for name, (_, help_) in _available().items()]
+    lines += ["", "Run `clarena <command> --help` for the options of one command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `clarena` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(_usage())
+        return 0
+    if argv[0] in {"-V", "--version"}:
+        from clarena import __version__
+
+        print(f"clarena {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    available = _available()
+    if name not in available:
+        known = ", ".join(available)
+        print(f"clarena: unknown command {name!r}; choose one of: {known}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(available[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
