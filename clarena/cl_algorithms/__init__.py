@@ -1,0 +1,1 @@
+"""Continual-learning algorithms and the regularizers they are composed from."""

@@ -1,0 +1,1 @@
+"""Pipelines: the task loop behind `clarena train`, evaluation of saved runs, and reports."""
