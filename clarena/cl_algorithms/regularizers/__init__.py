@@ -1,0 +1,55 @@
+"""Regularizers: small `nn.Module`s over tensors, each with a functional twin of the same math.
+
+- `DistillationReg` / `distillation_reg`: LwF's cross-entropy and DER's MSE on logits.
+- `BCNewErrorReg` / `new_error_dissonance` and `StrictImitationReg` /
+  `strict_imitation_dissonance`: the backward-compatibility dissonance of Srivastava et al. (2020),
+  with the per-sample pieces (`base_loss`, `support_mask`, `imitation_divergence`,
+  `bc_loss_terms`) that `clarena.losses` and the BC algorithms reuse.
+- `ParameterChangeReg` / `parameter_change_reg`: L2 and (online) EWC, with
+  `online_fisher_update`.
+"""
+
+from clarena.cl_algorithms.regularizers.bc_dissonance import (
+    LOSSES,
+    OUTPUTS,
+    BCNewErrorReg,
+    StrictImitationReg,
+    base_loss,
+    bc_loss_terms,
+    imitation_divergence,
+    new_error_dissonance,
+    strict_imitation_dissonance,
+    support_mask,
+)
+from clarena.cl_algorithms.regularizers.distillation import (
+    DISTANCES,
+    DistillationReg,
+    distillation_reg,
+)
+from clarena.cl_algorithms.regularizers.parameter_change import (
+    ParameterChangeReg,
+    online_fisher_update,
+    parameter_change_reg,
+)
+
+__all__ = [
+    "DISTANCES",
+    "LOSSES",
+    "OUTPUTS",
+    "BCNewErrorReg",
+    "DistillationReg",
+    "ParameterChangeReg",
+    "StrictImitationReg",
+    "base_loss",
+    "bc_dissonance",
+    "bc_loss_terms",
+    "distillation",
+    "distillation_reg",
+    "imitation_divergence",
+    "new_error_dissonance",
+    "online_fisher_update",
+    "parameter_change",
+    "parameter_change_reg",
+    "strict_imitation_dissonance",
+    "support_mask",
+]
