@@ -1,0 +1,109 @@
+"""PNG plots of one run's results, drawn with matplotlib's Agg canvas.
+
+Each function takes plain numbers (as stored in `metrics.json`) and returns the PNG bytes, which
+`clarena.metrics.writers` writes atomically and `clarena report` embeds. The figures are built with
+`matplotlib.figure.Figure` and the non-interactive Agg canvas directly, so drawing never needs a
+display and never changes the global pyplot backend of the caller. Accuracies are plotted in
+percent.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+#: Dots per inch of every PNG.
+DPI = 110
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _finite(value: Any) -> bool:
+    return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def accuracy_matrix_png(matrix: Sequence[Sequence[float | None]], title: str) -> bytes:
+    """Heat map of $a_{t,j}$ in percent, each measured cell annotated, blank where not measured."""
+    rows = len(matrix)
+    cols = max((len(r) for r in matrix), default=0)
+    grid = [
+        [float(v) * 100 if _finite(v) else math.nan for v in list(r) + [None] * (cols - len(r))]
+        for r in matrix
+    ]
+    side = max(3.2, 0.55 * max(rows, cols) + 2.2)
+    fig = Figure(figsize=(side + 1.0, side))
+    ax = fig.add_subplot()
+    image = ax.imshow(grid, vmin=0, vmax=100, cmap="viridis", aspect="equal")
+    colorbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    colorbar.set_label("accuracy (%)")
+    if max(rows, cols) <= 12:
+        for t in range(rows):
+            for j in range(cols):
+                if math.isfinite(grid[t][j]):
+                    color = "black" if grid[t][j] > 60 else "white"
+                    ax.text(j, t, f"{grid[t][j]:.1f}", ha="center", va="center", color=color)
+    ax.set_xticks(range(cols), [str(j + 1) for j in range(cols)])
+    ax.set_yticks(range(rows), [str(t + 1) for t in range(rows)])
+    ax.set_xlabel("test on task j")
+    ax.set_ylabel("after training task t")
+    ax.set_title(title)
+    return _png(fig)
+
+
+def average_accuracy_png(
+    per_task: Sequence[float | None], per_task_task_aware: Sequence[float | None] | None = None
+) -> bytes:
+    """Average accuracy over the tasks seen so far, after each task (percent)."""
+    fig = Figure(figsize=(5.5, 3.6))
+    ax = fig.add_subplot()
+    tasks = list(range(1, len(per_task) + 1))
+
+    def series(values: Sequence[float | None]) -> list[float]:
+        return [float(v) * 100 if _finite(v) else math.nan for v in values]
+
+    label = "task-agnostic" if per_task_task_aware is not None else "average accuracy"
+    ax.plot(tasks, series(per_task), marker="o", label=label)
+    if per_task_task_aware is not None:
+        ax.plot(tasks, series(per_task_task_aware), marker="s", linestyle="--", label="task-aware")
+    ax.set_xticks(tasks)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("after training task t")
+    ax.set_ylabel("average accuracy on tasks 1..t (%)")
+    ax.set_title("Average accuracy after each task")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    return _png(fig)
+
+
+def flips_png(pooled_rows: Sequence[dict[str, Any]], num_tasks: int) -> bytes:
+    """Negative and positive flips of each update (model $t-1$ to $t$), on the earlier tasks."""
+    fig = Figure(figsize=(5.5, 3.6))
+    ax = fig.add_subplot()
+    by_task = {int(r["new_after_task"]): r for r in pooled_rows}
+    tasks = list(range(2, num_tasks + 1))
+    if tasks and by_task:
+        negative = [by_task[t]["negative_flips"] if t in by_task else 0 for t in tasks]
+        positive = [by_task[t]["positive_flips"] if t in by_task else 0 for t in tasks]
+        width = 0.38
+        ax.bar([t - width / 2 for t in tasks], negative, width, label="negative flips (regress)")
+        ax.bar([t + width / 2 for t in tasks], positive, width, label="positive flips (progress)")
+        ax.set_xticks(tasks)
+        ax.legend(loc="upper left")
+    else:
+        ax.text(0.5, 0.5, "no update yet: flips need two tasks", ha="center", va="center")
+        ax.set_xticks([])
+    ax.set_xlabel("after training task t (model t-1 → t)")
+    ax.set_ylabel("test points of tasks 1..t-1")
+    ax.set_title("Prediction flips at each update")
+    ax.grid(alpha=0.3, axis="y")
+    return _png(fig)
