@@ -1,0 +1,56 @@
+"""Task-sequenced datasets: the benchmark layer of clarena.
+
+`CLDataset` is a `LightningDataModule` over a sequence of tasks. Pick a construction and a source:
+
+- constructions: `SplitCLDataset` (classes divided into tasks), `PermutedCLDataset` (one pixel
+  permutation per task), `RotatedCLDataset` (one angle per task), `DataIncrementalCLDataset`
+  (new samples of the same classes per task);
+- sources (`list_sources()`): `digits` (scikit-learn's 8×8 digits, embedded: works offline),
+  `mnist`, `fashion_mnist`, `cifar10`, `cifar100`, or a `SourceData` of your own tensors.
+
+Data lives in memory as uint8 tensors on the training device and is normalised (and, for CIFAR,
+augmented) a batch at a time there. Batches are `(x, y, task_ids)`; tasks are numbered from 1.
+
+Example:
+    >>> from clarena.cl_datasets import SplitCLDataset
+    >>> data = SplitCLDataset("digits", "TIL", classes_per_task=2, batch_size=32)
+    >>> data.num_tasks, data.input_shape, data.output_dim(1)
+    (5, (1, 8, 8), 2)
+    >>> data.setup_task(1)
+    >>> x, y, task_ids = next(iter(data.train_dataloader()))
+    >>> x.shape, y.dtype, task_ids[0].item()
+    (torch.Size([32, 1, 8, 8]), torch.int64, 1)
+"""
+
+from clarena.cl_datasets.base import SCENARIOS, CLDataset
+from clarena.cl_datasets.loader import InMemoryLoader
+from clarena.cl_datasets.paths import default_data_root, resolve_data_root
+from clarena.cl_datasets.sources import (
+    DatasetNotFoundError,
+    SourceData,
+    list_sources,
+    load_source,
+)
+from clarena.cl_datasets.split import SplitCLDataset, split_classes
+
+__all__ = [
+    "SCENARIOS",
+    "CLDataset",
+    "DatasetNotFoundError",
+    "InMemoryLoader",
+    "SourceData",
+    "SplitCLDataset",
+    "default_data_root",
+    "list_sources",
+    "load_source",
+    "resolve_data_root",
+    "split_classes",
+    # the submodules, listed so that pdoc documents them too
+    "base",
+    "formats",
+    "loader",
+    "paths",
+    "sources",
+    "split",
+    "transforms",
+]

@@ -1,0 +1,167 @@
+"""The in-memory loader of the fast path: batches gathered from device tensors, transformed there.
+
+`InMemoryLoader` is an iterable with `__len__`, which Lightning 2.x accepts wherever it takes a
+`DataLoader`. It holds uint8 images on the training device and yields `(x, y, task_ids)` batches:
+no worker processes, no per-sample Python, no host-to-device copy per batch.
+
+- **Reproducible.** The order of epoch $e$ is a permutation drawn from a generator seeded with
+  `(seed, e)`; Lightning calls `loader.sampler.set_epoch(e)` before each epoch (as it does for
+  `DistributedSampler`), and outside Lightning each new iteration advances the epoch by one.
+- **Sharded under DDP.** When `torch.distributed` is initialised with $W$ processes, rank $r$ takes
+  positions $r, r + W, r + 2W, \\dots$ of the epoch's order, so the ranks see disjoint parts. For
+  training, the order is first padded by wrapping around to a multiple of $W$ (as
+  `DistributedSampler` does), so every rank runs the same number of steps. For evaluation nothing is
+  duplicated (pooled metrics stay exact): each rank splits its part into the same number of batches
+  $\\lceil \\lceil N/W \\rceil / B \\rceil$, of nearly equal sizes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from clarena.cl_datasets.transforms import BatchTransform
+
+
+def _mixed_seed(*parts: int) -> int:
+    """A well-mixed 63-bit seed from several integers (numpy's `SeedSequence`)."""
+    state = np.random.SeedSequence([abs(int(p)) for p in parts]).generate_state(2, np.uint32)
+    return int(state[0]) << 31 ^ int(state[1])
+
+
+def _world() -> tuple[int, int]:
+    """`(rank, world_size)` of the initialised process group, else `(0, 1)`."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class EpochSampler:
+    """The seeded order of one epoch; `set_epoch` is called by Lightning before each epoch."""
+
+    def __init__(self, num_samples: int, shuffle: bool, seed: int) -> None:
+        """Store the settings; the epoch starts at 0."""
+        self.num_samples = num_samples
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order the next iteration uses."""
+        self.epoch = int(epoch)
+
+    def order(self) -> torch.Tensor:
+        """The positions `0..num_samples-1` in this epoch's order (CPU, int64)."""
+        if not self.shuffle:
+            return torch.arange(self.num_samples)
+        generator = torch.Generator().manual_seed(_mixed_seed(self.seed, self.epoch))
+        return torch.randperm(self.num_samples, generator=generator)
+
+
+class InMemoryLoader:
+    """Batches `(x float32 (B,C,H,W), y int64 (B,), task_ids int64 (B,))` from in-memory tensors."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        index: torch.Tensor,
+        labels: torch.Tensor,
+        task_ids: torch.Tensor,
+        transform: BatchTransform,
+        batch_size: int,
+        train: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+    ) -> None:
+        """Build a loader over `images[index]`.
+
+        Args:
+            images: uint8 `(M, C, H, W)`, the whole source split, on the device batches should use.
+            index: int64 `(N,)` rows of `images` that make up this loader's samples.
+            labels: int64 `(N,)` labels in the scenario's label space.
+            task_ids: int64 `(N,)` the task of each sample (from 1).
+            transform: turns uint8 batches into model inputs.
+            batch_size: samples per batch (positive).
+            train: shuffle every epoch, augment, and pad shards under DDP; else a fixed order.
+            drop_last: drop a last incomplete batch (training only).
+            seed: the seed of the shuffling and augmentation.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        if not (index.shape == labels.shape == task_ids.shape and index.dim() == 1):
+            raise ValueError("index, labels and task_ids must be 1-D tensors of one length")
+        device = images.device
+        self.images = images
+        self.index = index.to(device)
+        self.labels = labels.to(device)
+        self.task_ids = task_ids.to(device)
+        self.transform = transform
+        self.batch_size = int(batch_size)
+        self.train = train
+        self.drop_last = drop_last and train
+        self.seed = int(seed)
+        self.sampler = EpochSampler(int(index.shape[0]), shuffle=train, seed=self.seed)
+        """The epoch's order; Lightning finds it here and calls its `set_epoch`."""
+        self.batch_sampler = None  # Lightning reads `sampler` and `batch_sampler` as a pair
+
+    @property
+    def device(self) -> torch.device:
+        """Where the data and the batches live."""
+        return self.images.device
+
+    @property
+    def num_samples(self) -> int:
+        """Samples in the whole loader (all ranks together, before padding)."""
+        return self.sampler.num_samples
+
+    def _shard_size(self, rank: int, world: int) -> int:
+        n = self.num_samples
+        if world == 1:
+            return n
+        if self.train:
+            return math.ceil(n / world)
+        return len(range(rank, n, world))
+
+    def _num_batches(self, rank: int, world: int) -> int:
+        size = self._shard_size(rank, world)
+        if self.drop_last:
+            return size // self.batch_size
+        if world > 1 and not self.train:
+            return math.ceil(math.ceil(self.num_samples / world) / self.batch_size)
+        return math.ceil(size / self.batch_size)
+
+    def __len__(self) -> int:
+        """The number of batches this process iterates."""
+        return self._num_batches(*_world())
+
+    def __iter__(self):
+        """Yield this process's batches of the current epoch, then advance the epoch."""
+        rank, world = _world()
+        epoch = self.sampler.epoch
+        order = self.sampler.order()
+        if world > 1:
+            if self.train and order.numel() % world:
+                repeat = math.ceil(order.numel() / world) * world - order.numel()
+                order = torch.cat(
+                    [order, order.repeat(math.ceil(repeat / max(1, order.numel())))[:repeat]]
+                )
+            order = order[rank::world]
+        order = order.to(self.device)
+        num_batches = self._num_batches(rank, world)
+        if world > 1 and not self.train:
+            chunks = list(torch.tensor_split(order, num_batches)) if num_batches else []
+        else:
+            chunks = [
+                order[i * self.batch_size : (i + 1) * self.batch_size] for i in range(num_batches)
+            ]
+        generator = None
+        if self.train:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(_mixed_seed(self.seed, epoch, rank, 1))
+        self.sampler.set_epoch(epoch + 1)
+        for positions in chunks:
+            task_ids = self.task_ids[positions]
+            x = self.transform(self.images[self.index[positions]], task_ids, generator, self.train)
+            yield x, self.labels[positions], task_ids

@@ -1,0 +1,264 @@
+"""The image sources: scikit-learn's 8×8 digits, MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100.
+
+Each source loads into a `SourceData`: uint8 image tensors `(N, C, H, W)` and int64 class tensors
+for its training and test sets, held in memory. File sources use torchvision's folder layout under
+`data_root` (`MNIST/raw/`, `FashionMNIST/raw/`, `cifar-10-batches-py/`, `cifar-100-python/`) and
+torchvision's downloaders where the network allows; Fashion-MNIST is also found in Debian's
+`dataset-fashion-mnist` package (`/usr/share/datasets/fashion-mnist/`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clarena.cl_datasets.formats import read_cifar_batch, read_idx
+from clarena.cl_datasets.paths import resolve_data_root
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+"""Where Debian's `dataset-fashion-mnist` package installs the IDX files."""
+
+_IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+class DatasetNotFoundError(FileNotFoundError, ValueError):
+    """A source's files are missing and could not be downloaded."""
+
+
+@dataclass(frozen=True)
+class SourceData:
+    """A source held in memory.
+
+    Attributes:
+        name: the source's name.
+        train_x: uint8 training images `(N, C, H, W)`.
+        train_y: int64 training classes `(N,)`, in `0..num_classes-1`.
+        test_x: uint8 test images `(M, C, H, W)`.
+        test_y: int64 test classes `(M,)`.
+        num_classes: the number of classes.
+    """
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+
+    def __post_init__(self) -> None:
+        for split, x, y in (
+            ("train", self.train_x, self.train_y),
+            ("test", self.test_x, self.test_y),
+        ):
+            if x.dtype != torch.uint8 or x.dim() != 4:
+                raise ValueError(f"{self.name}: {split} images must be uint8 (N, C, H, W)")
+            if y.dtype != torch.int64 or y.shape != (x.shape[0],):
+                raise ValueError(f"{self.name}: {split} classes must be int64 (N,) like the images")
+            if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
+                raise ValueError(f"{self.name}: {split} classes outside 0..{self.num_classes - 1}")
+        if self.train_x.shape[1:] != self.test_x.shape[1:]:
+            raise ValueError(f"{self.name}: train and test images differ in shape")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """`(C, H, W)` of one image."""
+        c, h, w = self.train_x.shape[1:]
+        return (int(c), int(h), int(w))
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What is known about a source without reading its files."""
+
+    name: str
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    load: Callable[[Path | None, bool], SourceData]
+    """`load(data_root, download)`; `data_root` is already resolved (`None` for embedded data)."""
+    needs_files: bool = True
+
+
+def _digits(data_root: Path | None, download: bool) -> SourceData:
+    """scikit-learn's digits: 1,797 8×8 images, 0..16 rescaled to 0..255; a fixed 75/25 split."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    classes = bunch.target.astype(np.int64)
+    rng = np.random.default_rng(0)  # the split is a property of the source, not of the experiment
+    test = np.zeros(len(classes), dtype=bool)
+    for c in range(10):
+        members = rng.permutation(np.flatnonzero(classes == c))
+        test[members[: len(members) // 4]] = True
+    return SourceData(
+        "digits",
+        torch.from_numpy(images[~test]),
+        torch.from_numpy(classes[~test]),
+        torch.from_numpy(images[test]),
+        torch.from_numpy(classes[test]),
+        10,
+    )
+
+
+def _find(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _missing_error(name: str, folder: Path, files: list[str]) -> DatasetNotFoundError:
+    return DatasetNotFoundError(
+        f"{name} files not found and could not be downloaded: put {', '.join(files)} (or their "
+        f".gz) into {str(folder)!r}, or use the cl_dataset split_digits, which needs no files"
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _load_idx_folder(name: str, folder: str, stamp: tuple[float, ...]) -> SourceData:
+    paths = [_find(Path(folder), stem) for stem in _IDX_FILES]
+    arrays = [read_idx(p) for p in paths if p is not None]
+    train_x, train_y, test_x, test_y = (torch.from_numpy(np.array(a)) for a in arrays)
+    for split, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
+        if x.dim() != 3 or y.dim() != 1 or x.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"{name} {split} files in {folder!r} disagree: images {tuple(x.shape)}, "
+                f"labels {tuple(y.shape)}; delete them and download them again"
+            )
+    return SourceData(
+        name, train_x[:, None], train_y.long(), test_x[:, None], test_y.long(), num_classes=10
+    )
+
+
+def _idx_source(name: str, subfolder: str, extra: tuple[Path, ...], tv_class: str) -> Callable:
+    def load(data_root: Path | None, download: bool) -> SourceData:
+        assert data_root is not None
+        home = data_root / subfolder / "raw"
+        for folder in (home, *extra):
+            paths = [_find(folder, stem) for stem in _IDX_FILES]
+            if all(p is not None for p in paths):
+                stamp = tuple(p.stat().st_mtime for p in paths if p is not None)
+                return _load_idx_folder(name, str(folder), stamp)
+        if download:
+            try:
+                import torchvision.datasets as tvd
+
+                getattr(tvd, tv_class)(str(data_root), train=True, download=True)
+            except Exception:  # any download failure means "offline"
+                pass
+            else:
+                return load(data_root, False)
+        missing = [stem for stem in _IDX_FILES if _find(home, stem) is None]
+        raise _missing_error(name, home, missing)
+
+    return load
+
+
+def _cifar_source(name: str, folder: str, train: list[str], label_key: str, tv_class: str):
+    def load(data_root: Path | None, download: bool) -> SourceData:
+        assert data_root is not None
+        home = data_root / folder
+        missing = [
+            f
+            for f in [*train, "test_batch" if name == "cifar10" else "test"]
+            if not (home / f).is_file()
+        ]
+        if missing and download:
+            try:
+                import torchvision.datasets as tvd
+
+                getattr(tvd, tv_class)(str(data_root), train=True, download=True)
+            except Exception:  # any download failure means "offline"
+                pass
+            else:
+                return load(data_root, False)
+        if missing:
+            raise _missing_error(name, home, missing)
+        test_file = "test_batch" if name == "cifar10" else "test"
+        parts = [read_cifar_batch(home / f, label_key) for f in train]
+        test_x, test_y = read_cifar_batch(home / test_file, label_key)
+        return SourceData(
+            name,
+            torch.from_numpy(np.concatenate([p[0] for p in parts])),
+            torch.from_numpy(np.concatenate([p[1] for p in parts])),
+            torch.from_numpy(test_x),
+            torch.from_numpy(test_y),
+            num_classes=10 if name == "cifar10" else 100,
+        )
+
+    return load
+
+
+SOURCES: dict[str, SourceInfo] = {
+    "digits": SourceInfo("digits", 10, (1, 8, 8), _digits, needs_files=False),
+    "mnist": SourceInfo("mnist", 10, (1, 28, 28), _idx_source("mnist", "MNIST", (), "MNIST")),
+    "fashion_mnist": SourceInfo(
+        "fashion_mnist",
+        10,
+        (1, 28, 28),
+        _idx_source("fashion_mnist", "FashionMNIST", (DEBIAN_FASHION_MNIST,), "FashionMNIST"),
+    ),
+    "cifar10": SourceInfo(
+        "cifar10",
+        10,
+        (3, 32, 32),
+        _cifar_source(
+            "cifar10",
+            "cifar-10-batches-py",
+            [f"data_batch_{i}" for i in range(1, 6)],
+            "labels",
+            "CIFAR10",
+        ),
+    ),
+    "cifar100": SourceInfo(
+        "cifar100",
+        100,
+        (3, 32, 32),
+        _cifar_source("cifar100", "cifar-100-python", ["train"], "fine_labels", "CIFAR100"),
+    ),
+}
+"""The registry of sources by name."""
+
+
+def list_sources() -> list[str]:
+    """The names of the registered sources."""
+    return sorted(SOURCES)
+
+
+def source_info(name: str) -> SourceInfo:
+    """The registry entry of a source, with a clear error for an unknown name."""
+    if name not in SOURCES:
+        raise ValueError(f"unknown source {name!r}: choose one of {', '.join(list_sources())}")
+    return SOURCES[name]
+
+
+def load_source(
+    name: str, data_root: str | Path | None = None, download: bool = True
+) -> SourceData:
+    """Load a source into memory.
+
+    Args:
+        name: one of `list_sources()`.
+        data_root: the data folder (`None`: `default_data_root()`); must exist if given.
+        download: try torchvision's downloader when files are missing.
+
+    Returns:
+        The source's training and test sets as uint8 / int64 tensors.
+
+    Raises:
+        ValueError: for an unknown name, a missing `data_root` or a corrupt file.
+        DatasetNotFoundError: when the files are missing and cannot be downloaded.
+    """
+    info = source_info(name)
+    root = resolve_data_root(data_root)
+    return info.load(root if info.needs_files else None, download)
