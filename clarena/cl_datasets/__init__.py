@@ -33,6 +33,7 @@ from clarena.cl_datasets.sources import (
 )
 from clarena.cl_datasets.split import SplitCLDataset, split_classes
 
+# The public names, and the submodules (listed so that pdoc documents them too).
 __all__ = [
     "SCENARIOS",
     "CLDataset",
@@ -40,17 +41,16 @@ __all__ = [
     "InMemoryLoader",
     "SourceData",
     "SplitCLDataset",
+    "base",
     "default_data_root",
+    "formats",
     "list_sources",
     "load_source",
-    "resolve_data_root",
-    "split_classes",
-    # the submodules, listed so that pdoc documents them too
-    "base",
-    "formats",
     "loader",
     "paths",
+    "resolve_data_root",
     "sources",
     "split",
+    "split_classes",
     "transforms",
 ]
