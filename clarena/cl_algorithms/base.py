@@ -1,0 +1,329 @@
+"""`CLAlgorithm`, the LightningModule every continual-learning algorithm derives from."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from lightning import LightningModule
+from torch import Tensor, nn
+
+from clarena.heads import Heads
+from clarena.heads.heads import SCENARIOS
+
+Batch = tuple[Tensor, Tensor, Tensor]
+"""A batch `(x, y, task_ids)` (see `docs/architecture.md`)."""
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+"""A `functools.partial`-style optimizer taking the parameters (Hydra `_partial_: true`)."""
+
+
+def _cpu_state(module: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+class Snapshot(nn.Module):
+    """A frozen copy of a model (backbone + heads): the reference model h1.
+
+    Built by `deepcopy`, kept in eval mode with `requires_grad=False`; `forward(x, task_ids)`
+    returns logits like the model it copies.
+    """
+
+    def __init__(self, backbone: nn.Module, heads: Heads) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.heads = heads
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> Snapshot:
+        """A snapshot stays in eval mode whatever it is asked (BatchNorm statistics never move)."""
+        return super().train(False)
+
+    def forward(self, x: Tensor, task_ids: Tensor) -> Tensor:
+        """Logits of the frozen model."""
+        return self.heads(self.backbone(x), task_ids)
+
+
+class CLAlgorithm(LightningModule):
+    """Base of the continual-learning algorithms.
+
+    It owns the backbone and heads, the task counter (tasks are numbered from 1), the frozen
+    snapshot `h1` of the model from before the current task (when `needs_h1`), the optimizer set-up
+    per task, and the test outputs the pipeline reads. An algorithm implements `loss_terms(batch)`
+    returning named scalar terms; `training_step` sums them and logs each as `train/<name>` (the
+    sum as `train/loss`). It may extend `on_task_start` / `on_task_end` (call `super()`), and
+    `extra_cl_state` / `load_extra_cl_state` for its own checkpointed state.
+
+    The pipeline's loop per task t: `on_task_start(t, datamodule)`, `trainer.fit`, `trainer.test`
+    (→ `test_outputs`), `on_task_end(t, datamodule)`, checkpoint `cl_state_dict()`.
+
+    Args:
+        backbone: feature extractor exposing `output_dim`.
+        heads: from `clarena.heads.make_heads(scenario, backbone.output_dim)`.
+        optimizer: a factory taking the parameters, e.g.
+            `functools.partial(torch.optim.SGD, lr=0.1)`; called at the start of every task's
+            `fit`, so each task gets a fresh optimizer.
+        scenario: `"TIL"`, `"CIL"`, `"DIL"` or `"DataIL"`; must be in `supported_scenarios`.
+        lr_scheduler: optional factory taking the optimizer (Hydra `_partial_: true`).
+
+    Raises:
+        ValueError: when the algorithm does not support `scenario`, or the heads were built for
+            another scenario.
+    """
+
+    supported_scenarios: ClassVar[tuple[str, ...]] = SCENARIOS
+    """The scenarios the algorithm supports; others are refused at construction."""
+    cumulative_data: ClassVar[bool] = False
+    """True when the algorithm trains on all tasks' data so far (the pipeline then calls
+    `datamodule.setup_task(t, cumulative=True)`)."""
+    needs_h1: ClassVar[bool] = False
+    """True when the algorithm uses the frozen snapshot `h1` of the model from before the task."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        heads: Heads,
+        optimizer: OptimizerFactory,
+        scenario: str,
+        lr_scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if scenario not in self.supported_scenarios:
+            raise ValueError(
+                f"{name} does not support scenario {scenario!r}; it supports "
+                f"{', '.join(self.supported_scenarios)}."
+            )
+        heads_scenario = getattr(heads, "scenario", scenario)
+        if heads_scenario != scenario:
+            raise ValueError(
+                f"{name}: the heads were built for {heads_scenario!r} but the scenario is "
+                f"{scenario!r}; build them with make_heads({scenario!r}, backbone.output_dim)."
+            )
+        if not callable(optimizer):
+            raise ValueError(
+                f"{name}: optimizer must be a factory taking the parameters (Hydra `_partial_: "
+                f"true`), got {type(optimizer).__name__}."
+            )
+        self.backbone = backbone
+        self.heads = heads
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+        self.scenario = scenario
+        self.task_id = 0
+        """The current task (0 before the first)."""
+        self._set_h1(None)
+        self.test_outputs: dict[int, dict[str, Tensor]] = {}
+        """After testing, per task: `preds`, `preds_task_aware`, `targets` (int64, CPU)."""
+        self._test_parts: dict[int, dict[str, list[Tensor]]] = {}
+
+    # ------------------------------------------------------------------ model
+    def forward(self, x: Tensor, task_ids: Tensor) -> Tensor:
+        """Logits of the current model for inputs `x` from tasks `task_ids`."""
+        return self.heads(self.backbone(x), task_ids)
+
+    @property
+    def h1(self) -> Snapshot | None:
+        """The frozen model from before the current task (None on the first task, or when the
+        algorithm does not use one). It is deliberately not a registered submodule: it has no
+        trainable parameters, stays in eval mode whatever `train()` does, follows the batch's device
+        when used, and is saved by `cl_state_dict`."""
+        return self.__dict__["_h1"]
+
+    def _set_h1(self, snapshot: Snapshot | None) -> None:
+        object.__setattr__(self, "_h1", snapshot)
+
+    def _h1_on(self, device: torch.device) -> Snapshot:
+        h1 = self.h1
+        if h1 is None:
+            raise ValueError(f"{type(self).__name__}: there is no h1 before the second task.")
+        p = next(h1.parameters(), None)
+        if p is not None and p.device != device:
+            h1.to(device)
+        return h1
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The backbone's and heads' parameters that require gradients (never `h1`'s)."""
+        params = list(self.backbone.parameters()) + list(self.heads.parameters())
+        return [p for p in params if p.requires_grad]
+
+    def snapshot(self) -> Snapshot:
+        """A frozen deep copy of the current model (backbone + heads)."""
+        return Snapshot(copy.deepcopy(self.backbone), copy.deepcopy(self.heads))
+
+    @torch.no_grad()
+    def h1_logits(self, x: Tensor, task_ids: Tensor) -> Tensor:
+        """Logits of the frozen `h1` (no gradient, eval mode)."""
+        return self._h1_on(x.device)(x, task_ids)
+
+    def _model_device(self) -> torch.device:
+        p = next(self.backbone.parameters(), None)
+        return torch.device("cpu") if p is None else p.device
+
+    # ------------------------------------------------------------------ task hooks
+    def on_task_start(self, task_id: int, datamodule: Any) -> None:
+        """Start task `task_id`: snapshot h1 (when `needs_h1` and `task_id > 1`), then set up the
+        heads with `datamodule.output_dim(task_id)`."""
+        if task_id != self.task_id + 1:
+            raise ValueError(
+                f"{type(self).__name__}: expected task {self.task_id + 1} next, got {task_id} "
+                "(tasks are numbered from 1 and run in order)."
+            )
+        if self.needs_h1 and task_id > 1:
+            self._set_h1(self.snapshot())
+        self.heads.setup_task(task_id, int(datamodule.output_dim(task_id)))
+        self.heads.to(self._model_device())
+        self.task_id = task_id
+
+    def on_task_end(self, task_id: int, datamodule: Any) -> None:
+        """End task `task_id` (nothing to do in the base class)."""
+        if task_id != self.task_id:
+            raise ValueError(
+                f"{type(self).__name__}: on_task_end({task_id}) but the current task is "
+                f"{self.task_id}."
+            )
+
+    # ------------------------------------------------------------------ training
+    def loss_terms(self, batch: Batch) -> dict[str, Tensor]:
+        """The named scalar loss terms of a training batch; their sum is minimised."""
+        raise NotImplementedError(f"{type(self).__name__} must implement loss_terms(batch).")
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        """Sum the terms of `loss_terms(batch)`, log each as `train/<name>` and the sum as
+        `train/loss`."""
+        terms = self.loss_terms(batch)
+        loss = torch.stack(list(terms.values())).sum()
+        batch_size = batch[0].shape[0]
+        for name, value in terms.items():
+            self.log(f"train/{name}", value.detach(), batch_size=batch_size)
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size)
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Log the cross-entropy and accuracy on the validation batch (`val/ce`, `val/acc`)."""
+        x, y, task_ids = batch
+        logits = self(x, task_ids)
+        self.log("val/ce", F.cross_entropy(logits, y), batch_size=x.shape[0])
+        acc = (logits.argmax(1) == y).float().mean()
+        self.log("val/acc", acc, prog_bar=True, batch_size=x.shape[0])
+
+    def configure_optimizers(self) -> Any:
+        """A fresh optimizer (and scheduler) over `trainable_parameters()`, each task."""
+        optimizer = self.optimizer_factory(self.trainable_parameters())
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_factory(optimizer)}
+
+    # ------------------------------------------------------------------ test
+    def on_test_epoch_start(self) -> None:
+        """Forget the previous test outputs."""
+        self.test_outputs = {}
+        self._test_parts = {}
+
+    @torch.no_grad()
+    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Predict a test batch and keep, per task, the task-agnostic predictions (`preds`, argmax
+        over every column), the task-aware ones (`preds_task_aware`, argmax over the task's own
+        classes) and the targets. Tasks the heads cannot predict yet (a TIL or CIL task not trained
+        yet, when the dataset tests every task) are skipped."""
+        x, y, task_ids = batch
+        tasks = [int(t) for t in torch.unique(task_ids).tolist()]
+        if not all(self.heads.knows(t) for t in tasks):
+            known = torch.tensor([self.heads.knows(int(t)) for t in task_ids.tolist()])
+            if not known.any():
+                return
+            known = known.to(task_ids.device)
+            x, y, task_ids = x[known], y[known], task_ids[known]
+        logits = self(x, task_ids)
+        preds = logits.argmax(1)
+        for t in torch.unique(task_ids).tolist():
+            rows = task_ids == t
+            start, end = self.heads.class_range(int(t))
+            aware = start + logits[rows, start:end].argmax(1)
+            parts = self._test_parts.setdefault(
+                int(t), {"preds": [], "preds_task_aware": [], "targets": []}
+            )
+            parts["preds"].append(preds[rows].cpu())
+            parts["preds_task_aware"].append(aware.cpu())
+            parts["targets"].append(y[rows].cpu())
+        self.log("test/acc", (preds == y).float().mean(), batch_size=x.shape[0])
+
+    def on_test_epoch_end(self) -> None:
+        """Concatenate the test outputs into `test_outputs[task_id]`."""
+        self.test_outputs = {
+            t: {k: torch.cat(v).long() for k, v in parts.items()}
+            for t, parts in sorted(self._test_parts.items())
+        }
+        self._test_parts = {}
+
+    # ------------------------------------------------------------------ checkpoint
+    def cl_state_dict(self) -> dict[str, Any]:
+        """Everything the task sequence needs to resume, as weights-only-safe values (tensors on the
+        CPU, numbers, strings, lists, dicts): loads with `torch.load(..., weights_only=True)`."""
+        h1 = None
+        if self.h1 is not None:
+            h1 = {
+                "heads_classes": dict(self.h1.heads.task_classes),
+                "backbone": _cpu_state(self.h1.backbone),
+                "heads": _cpu_state(self.h1.heads),
+            }
+        state: dict[str, Any] = {
+            "algorithm": type(self).__name__,
+            "scenario": self.scenario,
+            "task_id": self.task_id,
+            "heads_classes": dict(self.heads.task_classes),
+            "backbone": _cpu_state(self.backbone),
+            "heads": _cpu_state(self.heads),
+            "h1": h1,
+        }
+        state.update(self.extra_cl_state())
+        return state
+
+    def load_cl_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore `cl_state_dict()` into a freshly constructed algorithm of the same config."""
+        name = type(self).__name__
+        if state["algorithm"] != name or state["scenario"] != self.scenario:
+            raise ValueError(
+                f"{name}: the checkpoint is of {state['algorithm']} in {state['scenario']}, not "
+                f"{name} in {self.scenario}; resume with the run's original config."
+            )
+        device = self._model_device()
+        for t, n in sorted(state["heads_classes"].items()):
+            self.heads.setup_task(int(t), int(n))
+        self.heads.to(device)
+        self.backbone.load_state_dict(state["backbone"])
+        self.heads.load_state_dict(state["heads"])
+        self._set_h1(None)
+        if state["h1"] is not None:
+            heads = type(self.heads)(self.heads.in_features)
+            heads.scenario = self.heads.scenario
+            for t, n in sorted(state["h1"]["heads_classes"].items()):
+                heads.setup_task(int(t), int(n))
+            backbone = copy.deepcopy(self.backbone)
+            backbone.load_state_dict(state["h1"]["backbone"])
+            heads.load_state_dict(state["h1"]["heads"])
+            self._set_h1(Snapshot(backbone, heads).to(device))
+        self.task_id = int(state["task_id"])
+        self.load_extra_cl_state(state)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Put the algorithm's own state (replay buffer, ...) into Lightning's checkpoints too, so a
+        run resumed inside a task continues with the state it had."""
+        checkpoint["clarena_extra_cl_state"] = self.extra_cl_state()
+        checkpoint["clarena_task_id"] = self.task_id
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore what `on_save_checkpoint` added."""
+        if "clarena_extra_cl_state" in checkpoint:
+            self.load_extra_cl_state(checkpoint["clarena_extra_cl_state"])
+
+    def extra_cl_state(self) -> dict[str, Any]:
+        """An algorithm's own checkpointed state (weights-only-safe), merged into the CL state."""
+        return {}
+
+    def load_extra_cl_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what `extra_cl_state` saved."""
