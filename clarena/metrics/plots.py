@@ -16,12 +16,14 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 #: Dots per inch of every PNG.
 DPI = 110
 
 
-def _png(fig: Figure) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
+    """Render `fig` on an Agg canvas and return the PNG bytes."""
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
@@ -57,7 +59,7 @@ def accuracy_matrix_png(matrix: Sequence[Sequence[float | None]], title: str) ->
     ax.set_xlabel("test on task j")
     ax.set_ylabel("after training task t")
     ax.set_title(title)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def average_accuracy_png(
@@ -76,13 +78,13 @@ def average_accuracy_png(
     if per_task_task_aware is not None:
         ax.plot(tasks, series(per_task_task_aware), marker="s", linestyle="--", label="task-aware")
     ax.set_xticks(tasks)
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, 104)
     ax.set_xlabel("after training task t")
     ax.set_ylabel("average accuracy on tasks 1..t (%)")
     ax.set_title("Average accuracy after each task")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def flips_png(pooled_rows: Sequence[dict[str, Any]], num_tasks: int) -> bytes:
@@ -95,15 +97,23 @@ def flips_png(pooled_rows: Sequence[dict[str, Any]], num_tasks: int) -> bytes:
         negative = [by_task[t]["negative_flips"] if t in by_task else 0 for t in tasks]
         positive = [by_task[t]["positive_flips"] if t in by_task else 0 for t in tasks]
         width = 0.38
-        ax.bar([t - width / 2 for t in tasks], negative, width, label="negative flips (regress)")
-        ax.bar([t + width / 2 for t in tasks], positive, width, label="positive flips (progress)")
+        bars = ax.bar(
+            [t - width / 2 for t in tasks], negative, width, label="negative flips (regress)"
+        )
+        ax.bar_label(bars, padding=2)
+        bars = ax.bar(
+            [t + width / 2 for t in tasks], positive, width, label="positive flips (progress)"
+        )
+        ax.bar_label(bars, padding=2)
         ax.set_xticks(tasks)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(0, max([*negative, *positive, 1]) * 1.45)  # room for the legend
         ax.legend(loc="upper left")
     else:
         ax.text(0.5, 0.5, "no update yet: flips need two tasks", ha="center", va="center")
         ax.set_xticks([])
     ax.set_xlabel("after training task t (model t-1 → t)")
-    ax.set_ylabel("test points of tasks 1..t-1")
+    ax.set_ylabel("test points of tasks 1..t-1 (count)")
     ax.set_title("Prediction flips at each update")
     ax.grid(alpha=0.3, axis="y")
-    return _png(fig)
+    return png_bytes(fig)

@@ -1,0 +1,330 @@
+"""Self-contained static HTML pages for `clarena report`: one run, or a sweep of runs.
+
+A page is one file: the plots are embedded as base64 PNG `data:` URIs, the style sheet is inline,
+and there is no script and no external resource, so it opens offline in any browser, can be mailed
+or attached to a ticket, and renders the same everywhere. Every value taken from a run is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from clarena.metrics.sweep import KIND_STYLE, SweepPoint
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto;
+       max-width: 1100px; padding: 0 1rem; color: #1d1d1f; line-height: 1.45; }
+h1 { font-size: 1.6rem; margin-bottom: 0.2rem; } h2 { font-size: 1.25rem; margin-top: 2rem;
+     border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; }
+.meta { color: #555; margin-top: 0; }
+table { border-collapse: collapse; margin: 0.6rem 0; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; }
+th { background: #f2f2f5; } td.text, th.text { text-align: left; }
+.plots { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
+figure { margin: 0; } figure img { max-width: 100%; border: 1px solid #e3e3e3; }
+figcaption { font-size: 0.85rem; color: #555; max-width: 40rem; }
+pre { background: #f6f8fa; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
+.note { color: #555; font-size: 0.9rem; }
+"""
+
+
+def _page(title: str, body: Iterable[str]) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )
+
+
+def figure(png: bytes, alt: str, caption: str = "") -> str:
+    """An `<img>` with the PNG embedded as a data URI, inside a `<figure>`."""
+    data = base64.b64encode(png).decode("ascii")
+    cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">{cap}</figure>'
+    )
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]], text_columns: int = 1) -> str:
+    """An HTML table; the first `text_columns` columns are left-aligned."""
+
+    def cell(tag: str, i: int, value: Any) -> str:
+        cls = ' class="text"' if i < text_columns else ""
+        return f"<{tag}{cls}>{html.escape(str(value))}</{tag}>"
+
+    head = "".join(cell("th", i, h) for i, h in enumerate(header))
+    body = "".join(
+        "<tr>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def pct(value: Any, digits: int = 2) -> str:
+    """A fraction as a percentage string; `–` when missing."""
+    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "–"
+    return f"{value * 100:.{digits}f}"
+
+
+def config_text(config: dict[str, Any] | None) -> str:
+    """The resolved config as YAML (JSON when OmegaConf cannot represent it)."""
+    if not config:
+        return "(no configuration was recorded with this run)"
+    try:
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_yaml(OmegaConf.create(config))
+    except Exception:  # keys or values OmegaConf does not accept
+        return json.dumps(config, indent=2, sort_keys=True)
+
+
+def _summary_rows(data: dict[str, Any]) -> list[list[str]]:
+    names = (
+        ("average_accuracy", "average accuracy after the last task (%)"),
+        ("backward_transfer", "backward transfer BWT (points of %)"),
+        ("forgetting", "forgetting (points of %)"),
+        ("forward_transfer", "forward transfer FWT (points of %)"),
+    )
+    aware = data.get("summary_task_aware")
+    rows = []
+    for key, label in names:
+        row = [label, pct(data["summary"].get(key))]
+        if aware is not None:
+            row.append(pct(aware.get(key)))
+        rows.append(row)
+    return rows
+
+
+def _compat_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
+    out = []
+    for r in rows:
+        old = "reference" if r["old_after_task"] is None else f"after task {r['old_after_task']}"
+        out.append(
+            [
+                old,
+                f"after task {r['new_after_task']}",
+                r["test_task"],
+                r["total"],
+                pct(r["old_accuracy"]),
+                pct(r["new_accuracy"]),
+                pct(r["btc"]),
+                pct(r["bec"]),
+                pct(r["nfr"]),
+                pct(r["pfr"]),
+                r["positive_flips"],
+                r["both_wrong"],
+                r["negative_flips"],
+            ]
+        )
+    return out
+
+
+_COMPAT_HEADER = (
+    "old model",
+    "new model",
+    "test task",
+    "points",
+    "old acc. (%)",
+    "new acc. (%)",
+    "BTC (%)",
+    "BEC (%)",
+    "NFR (%)",
+    "PFR (%)",
+    "progress",
+    "common",
+    "regress",
+)
+
+
+def run_page(data: dict[str, Any], pngs: dict[str, bytes], title: str) -> str:
+    """The report page of one run from its `metrics.json` content and its PNG plots."""
+    aware = data.get("accuracy_matrix_task_aware") is not None
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="meta">scenario: {html.escape(str(data.get("scenario")))} · tasks trained: '
+        f"{data['num_tasks']} · clarena {html.escape(str(data.get('clarena_version')))}</p>",
+        "<h2>Summary</h2>",
+        table(
+            ["metric", *(["task-agnostic", "task-aware"] if aware else ["value"])],
+            _summary_rows(data),
+        ),
+        '<p class="note">Accuracies are the share of test points classified correctly. BWT and '
+        "forgetting: Lopez-Paz &amp; Ranzato (2017), Chaudhry et al. (2018); FWT only when a "
+        "reference accuracy per task was recorded.</p>",
+        "<h2>Plots</h2>",
+        '<div class="plots">',
+    ]
+    captions = {
+        "accuracy_matrix.png": "Accuracy on task j (column) after training task t (row).",
+        "accuracy_matrix_task_aware.png": "The same with the prediction restricted to task j's "
+        "classes (task-aware).",
+        "average_accuracy.png": "Average accuracy over the tasks seen so far, after each task.",
+        "flips.png": "Points of earlier tasks that each update broke (negative) or fixed "
+        "(positive).",
+    }
+    body += [
+        figure(pngs[n], n.removesuffix(".png").replace("_", " "), c)
+        for n, c in captions.items()
+        if n in pngs
+    ]
+    body.append("</div>")
+    for key, name in (
+        ("accuracy_matrix", "task-agnostic"),
+        ("accuracy_matrix_task_aware", "task-aware"),
+    ):
+        matrix = data.get(key)
+        if matrix is None:
+            continue
+        width = max((len(r) for r in matrix), default=0)
+        per_task = data.get("average_accuracy_per_task" + key.removeprefix("accuracy_matrix"))
+        rows = [
+            [t, pct(per_task[t - 1]), *(pct(v) for v in row)]
+            for t, row in enumerate(matrix, start=1)
+        ]
+        label = f" ({name})" if aware else ""
+        body += [
+            f"<h2>Accuracy matrix{label} (%)</h2>",
+            table(["after task", "average", *(f"task {j}" for j in range(1, width + 1))], rows),
+        ]
+    compat = data.get("compatibility") or []
+    body.append("<h2>Compatibility of each update</h2>")
+    if compat:
+        body += [
+            '<p class="note">BTC = #(both right)/#(old right); BEC = #(both wrong)/#(new wrong) '
+            "(BackwardCompatibilityML's code divides by the old model's errors instead); "
+            "NFR = old accuracy × (1 − BTC). progress: errors the update fixed; common: both "
+            "wrong; regress: new errors.</p>",
+            table(_COMPAT_HEADER, _compat_rows(compat), text_columns=2),
+            "<h2>Incompatible points per class (negative flips, all earlier tasks)</h2>",
+        ]
+        pooled = [r for r in compat if r["test_task"] == "all"]
+        width = max((len(r["negative_flips_per_class"]) for r in pooled), default=0)
+        rows = [
+            [
+                (
+                    "reference"
+                    if r["old_after_task"] is None
+                    else f"after task {r['old_after_task']}"
+                )
+                + f" → after task {r['new_after_task']}",
+                *r["negative_flips_per_class"],
+                *[0] * (width - len(r["negative_flips_per_class"])),
+            ]
+            for r in pooled
+        ]
+        body.append(table(["update", *(f"class {c}" for c in range(width))], rows))
+    else:
+        body.append('<p class="note">No update to compare yet (one task trained).</p>')
+    body += [
+        "<h2>Resolved configuration</h2>",
+        f"<pre>{html.escape(config_text(data.get('config')))}</pre>",
+    ]
+    return _page(title, body)
+
+
+def sweep_page(
+    points: list[SweepPoint], pngs: dict[str, bytes], skipped: list[str], title: str
+) -> str:
+    """The report page of a sweep: trade-off plots, error overlap and incompatible points."""
+    comparisons = sorted({p.comparison for p in points})
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="meta">{len(points)} runs · compared: '
+        f"{html.escape(', '.join(comparisons))} (the final model against the user-supplied old "
+        "model when recorded, else against the model before the last task)</p>",
+    ]
+    if skipped:
+        body.append(
+            '<p class="note">Skipped (unfinished or unreadable): '
+            f"{html.escape('; '.join(skipped))}</p>"
+        )
+    legend = "; ".join(f"{style[3]}: {style[0]}" for style in KIND_STYLE.values())
+    body += [
+        "<h2>Accuracy against compatibility</h2>",
+        '<div class="plots">',
+        figure(
+            pngs["tradeoff_btc.png"],
+            "accuracy against BTC",
+            f"Each marker is a run labelled with its λc ({legend}); the dashed line is the "
+            "old model's accuracy on the same test points.",
+        ),
+        figure(
+            pngs["tradeoff_bec.png"],
+            "accuracy against BEC",
+            "BEC = #(both wrong)/#(new wrong): how much the new errors coincide with old ones.",
+        ),
+        "</div>",
+        "<h2>Runs</h2>",
+        table(
+            [
+                "run",
+                "algorithm",
+                "λc",
+                "new acc. (%)",
+                "old acc. (%)",
+                "BTC (%)",
+                "BEC (%)",
+                "NFR (%)",
+                "PFR (%)",
+                "progress",
+                "common",
+                "regress",
+                "avg. acc. all tasks (%)",
+            ],
+            [
+                [
+                    p.name,
+                    p.algorithm,
+                    "–" if p.lambda_c is None else f"{p.lambda_c:g}",
+                    pct(p.accuracy),
+                    pct(p.old_accuracy),
+                    pct(p.btc),
+                    pct(p.bec),
+                    pct(p.nfr),
+                    pct(p.pfr),
+                    p.error_overlap.get("progress", "–"),
+                    p.error_overlap.get("common", "–"),
+                    p.error_overlap.get("regress", "–"),
+                    pct(p.average_accuracy),
+                ]
+                for p in points
+            ],
+            text_columns=2,
+        ),
+        "<h2>Error overlap and incompatible points</h2>",
+        '<div class="plots">',
+        figure(
+            pngs["error_overlap.png"],
+            "error overlap per run",
+            "progress: old errors the update fixed; common: wrong before and after; "
+            "regress: new errors (negative flips).",
+        ),
+        figure(
+            pngs["incompatible_per_class.png"],
+            "incompatible points per class",
+            "Negative flips of each run by true class.",
+        ),
+        "</div>",
+    ]
+    width = max((len(p.negative_flips_per_class) for p in points), default=0)
+    body.append(
+        table(
+            ["run", *(f"class {c}" for c in range(width))],
+            [
+                [
+                    f"{p.name}: {p.algorithm} {p.label}",
+                    *p.negative_flips_per_class,
+                    *[0] * (width - len(p.negative_flips_per_class)),
+                ]
+                for p in points
+            ],
+        )
+    )
+    return _page(title, body)

@@ -1,0 +1,173 @@
+"""`clarena report PATH`: render a finished run or a sweep as a self-contained static HTML page.
+
+- **One run**: `PATH` is a run folder (holding `results/metrics.json`) or its `results/` folder.
+  The page `report.html` is written into the results folder (or `--output DIR`), with the plots of
+  `clarena.metrics.writers` embedded (drawn again from `metrics.json` when a PNG is missing), the
+  summary, the accuracy matrix, the compatibility tables and the resolved configuration.
+- **A sweep**: `PATH` is a Hydra multirun folder whose numbered subfolders `0/`, `1/`, … are runs.
+  The page and its PNGs (`tradeoff_btc.png`, `tradeoff_bec.png`, `error_overlap.png`,
+  `incompatible_per_class.png`) and `sweep.csv` go to `PATH/sweep_report/` (or `--output DIR`):
+  accuracy against BTC and against BEC with the old model's accuracy as a reference line, new-error
+  and strict-imitation runs drawn with different markers and labelled with their λc, and per run the
+  error overlap and the incompatible points per class (see `clarena.metrics.sweep`). Unfinished runs
+  (no `metrics.json` yet) are listed and skipped.
+
+Every file is written to a temporary name and renamed. A path that is neither a run nor a sweep
+stops with a one-line error and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+
+#: Name of the page written by `clarena report`.
+PAGE_NAME = "report.html"
+#: Folder (inside a sweep folder) that receives a sweep's page and plots by default.
+SWEEP_REPORT_DIR = "sweep_report"
+
+
+def _results_dir(path: Path) -> Path | None:
+    if (path / "metrics.json").is_file():
+        return path
+    if (path / "results" / "metrics.json").is_file():
+        return path / "results"
+    return None
+
+
+def _sweep_runs(path: Path) -> list[Path]:
+    """The numbered run folders of a multirun folder, in numeric order."""
+    runs = [p for p in path.iterdir() if p.is_dir() and p.name.isdigit()]
+    return sorted(runs, key=lambda p: int(p.name))
+
+
+def report_run(results_dir: Path, output: Path | None = None) -> Path:
+    """Write the page of one run; return its path."""
+    from clarena.metrics.html import run_page
+    from clarena.metrics.sweep import load_metrics
+    from clarena.metrics.writers import atomic_write_bytes, atomic_write_text, json_safe, plot_pngs
+
+    data = json_safe(load_metrics(results_dir))
+    out_dir = output or results_dir
+    names = ["accuracy_matrix.png", "average_accuracy.png", "flips.png"]
+    if data.get("accuracy_matrix_task_aware") is not None:
+        names.append("accuracy_matrix_task_aware.png")
+    pngs: dict[str, bytes] = {}
+    drawn: dict[str, bytes] | None = None
+    for name in names:
+        existing = out_dir / name if (out_dir / name).is_file() else results_dir / name
+        if existing.is_file():
+            pngs[name] = existing.read_bytes()
+            continue
+        drawn = drawn or plot_pngs(data)
+        pngs[name] = drawn[name]
+        atomic_write_bytes(out_dir / name, pngs[name])
+    run_name = results_dir.parent.name if results_dir.name == "results" else results_dir.name
+    page = run_page(data, pngs, f"clarena run report: {run_name}")
+    return atomic_write_text(out_dir / PAGE_NAME, page)
+
+
+def report_sweep(sweep_dir: Path, runs: list[Path], output: Path | None = None) -> Path:
+    """Write the page and plots of a sweep; return the page's path."""
+    from clarena.metrics.html import sweep_page
+    from clarena.metrics.sweep import (
+        error_overlap_png,
+        incompatible_per_class_png,
+        load_metrics,
+        sweep_point,
+        tradeoff_png,
+    )
+    from clarena.metrics.writers import atomic_write_bytes, atomic_write_text, json_safe
+
+    points, skipped = [], []
+    for run in runs:
+        results_dir = _results_dir(run)
+        if results_dir is None:
+            skipped.append(f"{run.name}/ (no results/metrics.json)")
+            continue
+        try:
+            points.append(sweep_point(run.name, run, json_safe(load_metrics(results_dir))))
+        except ValueError as error:
+            skipped.append(f"{run.name}/ ({error})")
+    if not points:
+        raise ValueError(
+            f"no finished run in the sweep {sweep_dir} ({'; '.join(skipped)}); "
+            "wait for the runs to finish or pass one run's folder"
+        )
+    points.sort(key=lambda p: (p.kind, p.lambda_c if p.lambda_c is not None else 0.0, p.name))
+    out_dir = output or sweep_dir / SWEEP_REPORT_DIR
+    pngs = {
+        "tradeoff_btc.png": tradeoff_png(points, "btc"),
+        "tradeoff_bec.png": tradeoff_png(points, "bec"),
+        "error_overlap.png": error_overlap_png(points),
+        "incompatible_per_class.png": incompatible_per_class_png(points),
+    }
+    for name, png in pngs.items():
+        atomic_write_bytes(out_dir / name, png)
+    atomic_write_text(out_dir / "sweep.csv", _sweep_csv(points))
+    page = sweep_page(points, pngs, skipped, f"clarena sweep report: {sweep_dir.resolve().name}")
+    return atomic_write_text(out_dir / PAGE_NAME, page)
+
+
+def _sweep_csv(points: list) -> str:
+    columns = ["run", "algorithm", "kind", "lambda_c", "comparison", "accuracy", "old_accuracy"]
+    columns += ["btc", "bec", "nfr", "pfr", "average_accuracy"]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*columns, "progress", "common", "regress", "negative_flips_per_class"])
+    for p in points:
+        values = [p.name, *(getattr(p, c) for c in columns[1:])]
+        overlap = [p.error_overlap.get(k, "") for k in ("progress", "common", "regress")]
+        per_class = " ".join(str(v) for v in p.negative_flips_per_class)
+        writer.writerow(["" if v is None else v for v in values] + overlap + [per_class])
+    return out.getvalue()
+
+
+def report(path: str | Path, output: str | Path | None = None) -> Path:
+    """Render the run or sweep at `path` (see the module docstring); return the page's path.
+
+    Raises:
+        ValueError: when `path` is neither a run nor a sweep, or holds no finished run.
+    """
+    path = Path(path)
+    out = Path(output) if output is not None else None
+    if not path.exists():
+        raise ValueError(f"{path} does not exist; pass a run's output folder or a sweep folder")
+    if not path.is_dir():
+        raise ValueError(f"{path} is a file; pass the folder of a run or of a sweep")
+    results_dir = _results_dir(path)
+    if results_dir is not None:
+        return report_run(results_dir, out)
+    runs = _sweep_runs(path)
+    if runs:
+        return report_sweep(path, runs, out)
+    raise ValueError(
+        f"{path} is neither a run (no results/metrics.json) nor a sweep (no numbered run "
+        "subfolders 0/, 1/, …); pass a run's output folder or a Hydra multirun folder"
+    )
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `clarena report`."""
+    parser = argparse.ArgumentParser(
+        prog="clarena report",
+        description="Render a finished run or a lambda_c sweep as a self-contained HTML page.",
+    )
+    parser.add_argument("path", help="a run folder (with results/metrics.json) or a sweep folder")
+    parser.add_argument(
+        "-o",
+        "--output",
+        help="folder for report.html and its PNGs (default: the run's results folder, or "
+        f"<sweep>/{SWEEP_REPORT_DIR})",
+    )
+    args = parser.parse_args(argv)
+    try:
+        page = report(args.path, args.output)
+    except (ValueError, OSError) as error:
+        print(f"clarena report: {error}", file=sys.stderr)
+        return 2
+    print(f"clarena report: wrote {page}")
+    return 0
