@@ -23,8 +23,11 @@ Example:
 """
 
 from clarena.cl_datasets.base import SCENARIOS, CLDataset
+from clarena.cl_datasets.data_incremental import DataIncrementalCLDataset, chunk_positions
 from clarena.cl_datasets.loader import InMemoryLoader
 from clarena.cl_datasets.paths import default_data_root, resolve_data_root
+from clarena.cl_datasets.permuted import PermutedCLDataset, task_permutations
+from clarena.cl_datasets.rotated import RotatedCLDataset
 from clarena.cl_datasets.sources import (
     DatasetNotFoundError,
     SourceData,
@@ -37,20 +40,28 @@ from clarena.cl_datasets.split import SplitCLDataset, split_classes
 __all__ = [
     "SCENARIOS",
     "CLDataset",
+    "DataIncrementalCLDataset",
     "DatasetNotFoundError",
     "InMemoryLoader",
+    "PermutedCLDataset",
+    "RotatedCLDataset",
     "SourceData",
     "SplitCLDataset",
     "base",
+    "chunk_positions",
+    "data_incremental",
     "default_data_root",
     "formats",
     "list_sources",
     "load_source",
     "loader",
     "paths",
+    "permuted",
     "resolve_data_root",
+    "rotated",
     "sources",
     "split",
     "split_classes",
+    "task_permutations",
     "transforms",
 ]

@@ -89,7 +89,7 @@ class SourceInfo:
 
 
 def _digits(data_root: Path | None, download: bool) -> SourceData:
-    """scikit-learn's digits: 1,797 8×8 images, 0..16 rescaled to 0..255; a fixed 75/25 split."""
+    """scikit-learn's digits: 1,797 8×8 images, 0..16 rescaled to 0..255; 1,352 / 445 split."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()

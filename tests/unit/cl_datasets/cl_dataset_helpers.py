@@ -1,7 +1,12 @@
-"""Helpers of the cl_datasets tests: a tiny source whose every pixel encodes the sample's class."""
+"""Helpers of the cl_datasets tests: a tiny source whose pixels encode the class; IDX writers."""
 
 from __future__ import annotations
 
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
 import torch
 
 from clarena.cl_datasets import SourceData
@@ -29,3 +34,30 @@ def encoded_source() -> SourceData:
 
 PLAIN = {"normalize_mean": [0.0], "normalize_std": [1.0], "val_fraction": 0.0}
 """Dataset settings under which `decode` recovers the classes and nothing is held out."""
+
+IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+TEST_NAMES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The IDX encoding of a uint8 array: 0, 0, 0x08, ndim, big-endian sizes, the bytes."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx_set(folder: Path, n_train: int, n_test: int, gz: bool) -> dict[str, np.ndarray]:
+    """MNIST-layout files: images whose pixel (r, c) is (10 * i + r + c) % 256, classes i % 10."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for (img_name, lbl_name), n in ((IDX_NAMES, n_train), (TEST_NAMES, n_test)):
+        i = np.arange(n)[:, None, None]
+        rc = np.arange(28)[None, :, None] + np.arange(28)[None, None, :]
+        arrays[img_name] = ((10 * i + rc) % 256).astype(np.uint8)
+        arrays[lbl_name] = (np.arange(n) % 10).astype(np.uint8)
+    for name, array in arrays.items():
+        data = idx_bytes(array)
+        if gz:
+            (folder / f"{name}.gz").write_bytes(gzip.compress(data))
+        else:
+            (folder / name).write_bytes(data)
+    return arrays
