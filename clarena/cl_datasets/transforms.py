@@ -78,13 +78,11 @@ class Rotation:
     def __call__(self, x: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         radians = self.angles.to(x.device)[task_ids - 1] * (math.pi / 180.0)
         cos, sin = radians.cos(), radians.sin()
-        # affine_grid maps output coordinates to input coordinates: the inverse rotation.
+        # Output pixel p samples the input at θp; with y pointing down the screen,
+        # θ = [[cos α, -sin α], [sin α, cos α]] turns the picture counter-clockwise by α.
+        zero = torch.zeros_like(cos)
         theta = torch.stack(
-            [
-                torch.stack([cos, sin, torch.zeros_like(cos)], 1),
-                torch.stack([-sin, cos, torch.zeros_like(cos)], 1),
-            ],
-            1,
+            [torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1
         )
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
