@@ -73,6 +73,12 @@ def _scores_from_counts(**c: int) -> dict[str, float]:
 
 def _as_dataset(data: Any, name: str, batch_size: int, shuffle: bool, seed: int | None):
     if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        if not isinstance(spec, tuple) or len(spec) != 2:
+            raise ValueError(
+                f"{name} must yield (x, y) batches, got elements of the form {spec}; map it to "
+                "(x, y) pairs (sample weights are not supported)"
+            )
         return data
     if isinstance(data, (tuple, list)) and len(data) == 2:
         x, y = (np.asarray(part) for part in data)

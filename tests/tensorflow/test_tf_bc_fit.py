@@ -118,3 +118,11 @@ def test_bc_fit_refuses_bad_arguments():
     with pytest.raises(ValueError, match="96 inputs but 3 labels"):
         bc_fit(h2, (X, Y[:3]), (X, Y), 1, fn, SGD(0.1))
     assert ctf.bc_fit is tf_helpers.bc_fit
+
+
+def test_bc_fit_refuses_datasets_of_other_elements():
+    h1, h2 = mlp(0), mlp(1)
+    fn = ctf.BCCrossEntropyLoss(h1, h2, 0.5)
+    triples = tf.data.Dataset.from_tensor_slices((X, Y, np.ones(96, np.float32))).batch(8)
+    with pytest.raises(ValueError, match=r"training_set must yield \(x, y\) batches"):
+        bc_fit(h2, triples, (X, Y), 1, fn, SGD(0.1))
