@@ -22,7 +22,11 @@ def compose(name: str, scenario: str, data_root: str | None, seed: int = 0) -> C
 
 
 def test_the_configs_the_issue_names_are_shipped():
-    assert {"split_digits"} <= set(CONFIGS)
+    named = {
+        "split_digits", "split_mnist", "split_fmnist", "permuted_mnist", "permuted_fmnist",
+        "rotated_mnist", "split_cifar10", "split_cifar100", "update_fmnist", "update_digits",
+    }  # fmt: skip
+    assert named <= set(CONFIGS)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
