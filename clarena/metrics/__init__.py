@@ -13,7 +13,8 @@
   `IncompatiblePointsPerClass`.
 - `clarena.metrics.writers`: `metrics.json`, `accuracy_matrix.csv`, `compatibility.csv` and the PNG
   plots of `clarena.metrics.plots`, all written atomically.
-- `clarena.metrics.sweep` and `clarena.metrics.html`: the pages of `clarena report`.
+- `clarena.metrics.html`, `clarena.metrics.sweep` and `clarena.metrics.sweep_plots`: the pages
+  and plots of `clarena report`.
 
 A task loop uses it like this:
 
@@ -52,7 +53,7 @@ from clarena.metrics.functional import (
 )
 from clarena.metrics.results import CLResults
 
-__all__ = [
+__all__ = [  # the submodules are listed so that pdoc documents them
     "BackwardErrorCompatibility",
     "BackwardTrustCompatibility",
     "CLResults",
@@ -65,11 +66,19 @@ __all__ = [
     "backward_error_compatibility",
     "backward_transfer",
     "backward_trust_compatibility",
+    "compatibility",
     "compatibility_counts",
     "compatibility_scores",
     "forgetting",
     "forward_transfer",
+    "functional",
+    "html",
     "negative_flip_rate",
     "negative_flips_per_class",
+    "plots",
     "positive_flip_rate",
+    "results",
+    "sweep",
+    "sweep_plots",
+    "writers",
 ]

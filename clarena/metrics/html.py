@@ -1,8 +1,9 @@
-"""Self-contained static HTML pages for `clarena report`: one run, or a sweep of runs.
+"""Self-contained static HTML pages for `clarena report`: the shared pieces and the page of a run.
 
 A page is one file: the plots are embedded as base64 PNG `data:` URIs, the style sheet is inline,
 and there is no script and no external resource, so it opens offline in any browser, can be mailed
-or attached to a ticket, and renders the same everywhere. Every value taken from a run is escaped.
+or attached to a ticket, and renders the same everywhere. Every value taken from a run is
+escaped. The page of a sweep is `clarena.metrics.sweep.sweep_page`.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
-
-from clarena.metrics.sweep import KIND_STYLE, SweepPoint
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto;
@@ -33,7 +32,8 @@ pre { background: #f6f8fa; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem
 """
 
 
-def _page(title: str, body: Iterable[str]) -> str:
+def page(title: str, body: Iterable[str]) -> str:
+    """A complete HTML document with the shared inline style sheet around `body`."""
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -226,105 +226,4 @@ def run_page(data: dict[str, Any], pngs: dict[str, bytes], title: str) -> str:
         "<h2>Resolved configuration</h2>",
         f"<pre>{html.escape(config_text(data.get('config')))}</pre>",
     ]
-    return _page(title, body)
-
-
-def sweep_page(
-    points: list[SweepPoint], pngs: dict[str, bytes], skipped: list[str], title: str
-) -> str:
-    """The report page of a sweep: trade-off plots, error overlap and incompatible points."""
-    comparisons = sorted({p.comparison for p in points})
-    body = [
-        f"<h1>{html.escape(title)}</h1>",
-        f'<p class="meta">{len(points)} runs · compared: '
-        f"{html.escape(', '.join(comparisons))} (the final model against the user-supplied old "
-        "model when recorded, else against the model before the last task)</p>",
-    ]
-    if skipped:
-        body.append(
-            '<p class="note">Skipped (unfinished or unreadable): '
-            f"{html.escape('; '.join(skipped))}</p>"
-        )
-    legend = "; ".join(f"{style[3]}: {style[0]}" for style in KIND_STYLE.values())
-    body += [
-        "<h2>Accuracy against compatibility</h2>",
-        '<div class="plots">',
-        figure(
-            pngs["tradeoff_btc.png"],
-            "accuracy against BTC",
-            f"Each marker is a run labelled with its λc ({legend}); the dashed line is the "
-            "old model's accuracy on the same test points.",
-        ),
-        figure(
-            pngs["tradeoff_bec.png"],
-            "accuracy against BEC",
-            "BEC = #(both wrong)/#(new wrong): how much the new errors coincide with old ones.",
-        ),
-        "</div>",
-        "<h2>Runs</h2>",
-        table(
-            [
-                "run",
-                "algorithm",
-                "λc",
-                "new acc. (%)",
-                "old acc. (%)",
-                "BTC (%)",
-                "BEC (%)",
-                "NFR (%)",
-                "PFR (%)",
-                "progress",
-                "common",
-                "regress",
-                "avg. acc. all tasks (%)",
-            ],
-            [
-                [
-                    p.name,
-                    p.algorithm,
-                    "–" if p.lambda_c is None else f"{p.lambda_c:g}",
-                    pct(p.accuracy),
-                    pct(p.old_accuracy),
-                    pct(p.btc),
-                    pct(p.bec),
-                    pct(p.nfr),
-                    pct(p.pfr),
-                    p.error_overlap.get("progress", "–"),
-                    p.error_overlap.get("common", "–"),
-                    p.error_overlap.get("regress", "–"),
-                    pct(p.average_accuracy),
-                ]
-                for p in points
-            ],
-            text_columns=2,
-        ),
-        "<h2>Error overlap and incompatible points</h2>",
-        '<div class="plots">',
-        figure(
-            pngs["error_overlap.png"],
-            "error overlap per run",
-            "progress: old errors the update fixed; common: wrong before and after; "
-            "regress: new errors (negative flips).",
-        ),
-        figure(
-            pngs["incompatible_per_class.png"],
-            "incompatible points per class",
-            "Negative flips of each run by true class.",
-        ),
-        "</div>",
-    ]
-    width = max((len(p.negative_flips_per_class) for p in points), default=0)
-    body.append(
-        table(
-            ["run", *(f"class {c}" for c in range(width))],
-            [
-                [
-                    f"{p.name}: {p.algorithm} {p.label}",
-                    *p.negative_flips_per_class,
-                    *[0] * (width - len(p.negative_flips_per_class)),
-                ]
-                for p in points
-            ],
-        )
-    )
-    return _page(title, body)
+    return page(title, body)

@@ -36,12 +36,7 @@ import torch
 from torch import Tensor
 
 from clarena.metrics.functional import cl
-from clarena.metrics.functional.compatibility import (
-    COUNT_NAMES,
-    compatibility_counts,
-    compatibility_scores,
-    negative_flips_per_class,
-)
+from clarena.metrics.functional.compatibility import pooled_compatibility
 
 #: Version of the `state_dict` and `metrics.json` layouts.
 FORMAT_VERSION = 1
@@ -64,11 +59,6 @@ def _task(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a task number >= 1 (tasks count from 1), got {value!r}")
     return value
-
-
-def _plain(value: Tensor) -> float | int:
-    number = value.item()
-    return float(number) if isinstance(number, float) else int(number)
 
 
 class CLResults:
@@ -212,34 +202,22 @@ class CLResults:
     def _row(
         self, comparison: str, old: int | None, new: int, tasks: list[int], pooled: bool = False
     ) -> dict[str, Any]:
-        num_classes = self._num_classes()
-        counts = {name: torch.tensor(0, dtype=torch.int64) for name in COUNT_NAMES}
-        per_class = torch.zeros(num_classes, dtype=torch.int64)
-        for j in tasks:
-            old_preds = self._reference_preds[j] if old is None else self._preds[(old, j)]
-            new_preds, targets = self._preds[(new, j)], self._targets[j]
-            for name, value in compatibility_counts(old_preds, new_preds, targets).items():
-                counts[name] = counts[name] + value
-            per_class += negative_flips_per_class(old_preds, new_preds, targets, num_classes)
-        row: dict[str, Any] = {
+        test_sets = [
+            (
+                self._reference_preds[j] if old is None else self._preds[(old, j)],
+                self._preds[(new, j)],
+                self._targets[j],
+            )
+            for j in tasks
+        ]
+        return {
             "comparison": comparison,
             "old_after_task": old,
             "new_after_task": new,
             "test_task": "all" if pooled else tasks[0],
             "test_tasks": tasks,
+            **pooled_compatibility(test_sets, self._num_classes()),
         }
-        row.update({name: _plain(value) for name, value in counts.items()})
-        total = row["total"]
-        row["old_accuracy"] = row["old_correct"] / total if total else float("nan")
-        row["new_accuracy"] = row["new_correct"] / total if total else float("nan")
-        row.update({k: _plain(v) for k, v in compatibility_scores(counts).items()})
-        row["error_overlap"] = {
-            "progress": row["positive_flips"],
-            "common": row["both_wrong"],
-            "regress": row["negative_flips"],
-        }
-        row["negative_flips_per_class"] = per_class.tolist()
-        return row
 
     def compatibility(self) -> list[dict[str, Any]]:
         """One row per (old model, new model, test task), then one pooled row per pair of models.

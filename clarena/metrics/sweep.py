@@ -1,4 +1,4 @@
-r"""The points of a $\lambda_c$ sweep and its trade-off plots, for `clarena report`.
+r"""The points of a $\lambda_c$ sweep and the sweep's report page, for `clarena report`.
 
 A sweep folder is what Hydra's multirun writes: numbered subfolders `0/`, `1/`, … each holding one
 run with `results/metrics.json`. Each run becomes one `SweepPoint`: its algorithm (the last part of
@@ -10,28 +10,21 @@ and the compatibility of its final model with the old model:
 
 pooled over the test sets of the compared tasks. `accuracy` is the new model's accuracy on those
 same test points and `old_accuracy` the old model's, so a point's BTC, BEC and accuracy are measured
-on one set of points and the old model's accuracy is the reference line of the trade-off plots.
+on one set of points and the old model's accuracy is the reference line of the trade-off plots
+(`clarena.metrics.sweep_plots`). `sweep_page` renders the page.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
-
-from clarena.metrics.plots import png_bytes
-
-#: How the points of each kind of algorithm are drawn: (legend label, marker, colour, in words).
-KIND_STYLE: dict[str, tuple[str, str, str, str]] = {
-    "new_error": ("new-error (BCNewError)", "o", "#1f77b4", "blue circles"),
-    "strict_imitation": ("strict imitation (StrictImitation)", "^", "#d62728", "red triangles"),
-    "other": ("other algorithm", "s", "#7f7f7f", "grey squares"),
-}
+from clarena.metrics.html import figure, page, pct, table
+from clarena.metrics.sweep_plots import KIND_STYLE
 
 
 @dataclass
@@ -138,88 +131,102 @@ def sweep_point(name: str, run_dir: Path, data: dict[str, Any]) -> SweepPoint:
     )
 
 
-def tradeoff_png(points: list[SweepPoint], metric: str) -> bytes:
-    """Accuracy of the new model against BTC or BEC (`metric`), one marker per run, labelled by
-    $\\lambda_c$, with the old model's accuracy as a dashed reference line."""
-    title = {"btc": "backward trust compatibility BTC", "bec": "backward error compatibility BEC"}
-    fig = Figure(figsize=(6.4, 4.4))
-    ax = fig.add_subplot()
-    for kind, (label, marker, color, _) in KIND_STYLE.items():
-        chosen = [p for p in points if p.kind == kind and p.accuracy is not None]
-        chosen = [p for p in chosen if getattr(p, metric) is not None]
-        if not chosen:
-            continue
-        xs = [getattr(p, metric) * 100 for p in chosen]
-        ys = [p.accuracy * 100 for p in chosen]
-        ax.scatter(xs, ys, marker=marker, color=color, s=55, label=label, zorder=3)
-        for p, x, y in zip(chosen, xs, ys):
-            ax.annotate(p.label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
-    old = [p.old_accuracy for p in points if p.old_accuracy is not None]
-    if old:
-        mean_old = sum(old) / len(old) * 100
-        spread = "" if max(old) - min(old) < 1e-12 else ", mean over runs"
-        ax.axhline(
-            mean_old,
-            color="black",
-            linestyle="--",
-            linewidth=1,
-            zorder=2,
-            label=f"old model ({mean_old:.1f}%{spread})",
-        )
-    ax.set_xlabel(f"{title[metric]} (%)")
-    ax.set_ylabel("new model accuracy (%)")
-    ax.set_title(f"Accuracy against {metric.upper()} across the sweep")
-    ax.grid(alpha=0.3)
-    ax.margins(x=0.15, y=0.15)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="best", fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no run has a model update to compare", ha="center", va="center")
-    return png_bytes(fig)
-
-
-def error_overlap_png(points: list[SweepPoint]) -> bytes:
-    """Stacked bars per run: progress (errors fixed), common (both wrong), regress (new errors)."""
-    fig = Figure(figsize=(6.4, 0.45 * max(len(points), 3) + 1.6))
-    ax = fig.add_subplot()
-    labels = [f"{p.name}: {p.algorithm} {p.label}" for p in points]
-    left = [0] * len(points)
-    parts = (("progress", "#2ca02c"), ("common", "#7f7f7f"), ("regress", "#d62728"))
-    for part, color in parts:
-        values = [int(p.error_overlap.get(part, 0)) for p in points]
-        bars = ax.barh(labels, values, left=left, color=color, label=part)
-        ax.bar_label(bars, labels=[str(v) if v else "" for v in values], label_type="center")
-        left = [a + b for a, b in zip(left, values)]
-    ax.invert_yaxis()
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("test points (count)")
-    ax.set_title("Error overlap of each run's update")
-    ax.legend(loc="lower right", fontsize=8)
-    return png_bytes(fig)
-
-
-def incompatible_per_class_png(points: list[SweepPoint]) -> bytes:
-    """Heat map of the negative flips per true class (columns) of each run (rows)."""
-    width = max((len(p.negative_flips_per_class) for p in points), default=0) or 1
-    grid = [
-        p.negative_flips_per_class + [0] * (width - len(p.negative_flips_per_class)) for p in points
+def sweep_page(
+    points: list[SweepPoint], pngs: dict[str, bytes], skipped: list[str], title: str
+) -> str:
+    """The report page of a sweep: trade-off plots, error overlap and incompatible points."""
+    comparisons = sorted({p.comparison for p in points})
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="meta">{len(points)} runs · compared: '
+        f"{html.escape(', '.join(comparisons))} (the final model against the user-supplied old "
+        "model when recorded, else against the model before the last task)</p>",
     ]
-    fig = Figure(figsize=(min(1.0 + 0.5 * width, 14) + 2.5, 0.45 * max(len(points), 3) + 1.6))
-    ax = fig.add_subplot()
-    image = ax.imshow(grid, cmap="Reds", aspect="auto", vmin=0)
-    colorbar = fig.colorbar(image, ax=ax, pad=0.02)
-    colorbar.set_label("incompatible points (count)")
-    colorbar.locator = MaxNLocator(integer=True)
-    colorbar.update_ticks()
-    if width <= 20:
-        top = max((max(row) for row in grid if row), default=0)
-        for r, row in enumerate(grid):
-            for c, value in enumerate(row):
-                color = "white" if top and value > 0.6 * top else "black"
-                ax.text(c, r, str(value), ha="center", va="center", fontsize=8, color=color)
-    if width <= 30:
-        ax.set_xticks(range(width), [str(c) for c in range(width)])
-    ax.set_yticks(range(len(points)), [f"{p.name}: {p.algorithm} {p.label}" for p in points])
-    ax.set_xlabel("true class (label)")
-    ax.set_title("Incompatible points per class (negative flips)")
-    return png_bytes(fig)
+    if skipped:
+        body.append(
+            '<p class="note">Skipped (unfinished or unreadable): '
+            f"{html.escape('; '.join(skipped))}</p>"
+        )
+    legend = "; ".join(f"{style[3]}: {style[0]}" for style in KIND_STYLE.values())
+    body += [
+        "<h2>Accuracy against compatibility</h2>",
+        '<div class="plots">',
+        figure(
+            pngs["tradeoff_btc.png"],
+            "accuracy against BTC",
+            f"Each marker is a run labelled with its λc ({legend}); the dashed line is the "
+            "old model's accuracy on the same test points.",
+        ),
+        figure(
+            pngs["tradeoff_bec.png"],
+            "accuracy against BEC",
+            "BEC = #(both wrong)/#(new wrong): how much the new errors coincide with old ones.",
+        ),
+        "</div>",
+        "<h2>Runs</h2>",
+        table(
+            [
+                "run",
+                "algorithm",
+                "λc",
+                "new acc. (%)",
+                "old acc. (%)",
+                "BTC (%)",
+                "BEC (%)",
+                "NFR (%)",
+                "PFR (%)",
+                "progress",
+                "common",
+                "regress",
+                "avg. acc. all tasks (%)",
+            ],
+            [
+                [
+                    p.name,
+                    p.algorithm,
+                    "–" if p.lambda_c is None else f"{p.lambda_c:g}",
+                    pct(p.accuracy),
+                    pct(p.old_accuracy),
+                    pct(p.btc),
+                    pct(p.bec),
+                    pct(p.nfr),
+                    pct(p.pfr),
+                    p.error_overlap.get("progress", "–"),
+                    p.error_overlap.get("common", "–"),
+                    p.error_overlap.get("regress", "–"),
+                    pct(p.average_accuracy),
+                ]
+                for p in points
+            ],
+            text_columns=2,
+        ),
+        "<h2>Error overlap and incompatible points</h2>",
+        '<div class="plots">',
+        figure(
+            pngs["error_overlap.png"],
+            "error overlap per run",
+            "progress: old errors the update fixed; common: wrong before and after; "
+            "regress: new errors (negative flips).",
+        ),
+        figure(
+            pngs["incompatible_per_class.png"],
+            "incompatible points per class",
+            "Negative flips of each run by true class.",
+        ),
+        "</div>",
+    ]
+    width = max((len(p.negative_flips_per_class) for p in points), default=0)
+    body.append(
+        table(
+            ["run", *(f"class {c}" for c in range(width))],
+            [
+                [
+                    f"{p.name}: {p.algorithm} {p.label}",
+                    *p.negative_flips_per_class,
+                    *[0] * (width - len(p.negative_flips_per_class)),
+                ]
+                for p in points
+            ],
+        )
+    )
+    return page(title, body)

@@ -72,12 +72,10 @@ def report_run(results_dir: Path, output: Path | None = None) -> Path:
 
 def report_sweep(sweep_dir: Path, runs: list[Path], output: Path | None = None) -> Path:
     """Write the page and plots of a sweep; return the page's path."""
-    from clarena.metrics.html import sweep_page
-    from clarena.metrics.sweep import (
+    from clarena.metrics.sweep import load_metrics, sweep_page, sweep_point
+    from clarena.metrics.sweep_plots import (
         error_overlap_png,
         incompatible_per_class_png,
-        load_metrics,
-        sweep_point,
         tradeoff_png,
     )
     from clarena.metrics.writers import atomic_write_bytes, atomic_write_text, json_safe

@@ -22,10 +22,11 @@ from clarena.metrics.functional.compatibility import (
     compatibility_scores,
     negative_flip_rate,
     negative_flips_per_class,
+    pooled_compatibility,
     positive_flip_rate,
 )
 
-__all__ = [
+__all__ = [  # the submodules are listed so that pdoc documents them
     "COUNT_NAMES",
     "SCORE_NAMES",
     "average_accuracy",
@@ -33,11 +34,14 @@ __all__ = [
     "backward_error_compatibility",
     "backward_transfer",
     "backward_trust_compatibility",
+    "cl",
+    "compatibility",
     "compatibility_counts",
     "compatibility_scores",
     "forgetting",
     "forward_transfer",
     "negative_flip_rate",
     "negative_flips_per_class",
+    "pooled_compatibility",
     "positive_flip_rate",
 ]

@@ -42,6 +42,9 @@ is the ratio of its summed counts.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -198,3 +201,38 @@ def negative_flips_per_class(
     negative = ((old_preds == targets) & (new_preds != targets)).to(torch.int64)
     counts = torch.zeros(num_classes, dtype=torch.int64, device=targets.device)
     return counts.scatter_add_(0, targets.long(), negative)
+
+
+def pooled_compatibility(
+    test_sets: Iterable[tuple[Tensor, Tensor, Tensor]], num_classes: int
+) -> dict[str, Any]:
+    """Everything about one old/new model pair, pooled over several test sets, as plain numbers.
+
+    Args:
+        test_sets: `(old_preds, new_preds, targets)` per test set (e.g. per earlier task).
+        num_classes: The length of `negative_flips_per_class`.
+
+    Returns:
+        The counts of `compatibility_counts` summed over the test sets; `old_accuracy` and
+        `new_accuracy` (fractions); `nfr`, `pfr`, `btc`, `bec`; `error_overlap`, a dict with
+        `progress` (positive flips: old errors the new model fixed), `common` (both wrong) and
+        `regress` (negative flips: new errors); `negative_flips_per_class`, a list.
+    """
+    counts = {name: torch.tensor(0, dtype=torch.int64) for name in COUNT_NAMES}
+    per_class = torch.zeros(num_classes, dtype=torch.int64)
+    for old_preds, new_preds, targets in test_sets:
+        for name, value in compatibility_counts(old_preds, new_preds, targets).items():
+            counts[name] = counts[name] + value.cpu()
+        per_class += negative_flips_per_class(old_preds, new_preds, targets, num_classes).cpu()
+    out: dict[str, Any] = {name: int(value) for name, value in counts.items()}
+    total = out["total"]
+    out["old_accuracy"] = out["old_correct"] / total if total else float("nan")
+    out["new_accuracy"] = out["new_correct"] / total if total else float("nan")
+    out.update({name: float(value) for name, value in compatibility_scores(counts).items()})
+    out["error_overlap"] = {
+        "progress": out["positive_flips"],
+        "common": out["both_wrong"],
+        "regress": out["negative_flips"],
+    }
+    out["negative_flips_per_class"] = per_class.tolist()
+    return out
