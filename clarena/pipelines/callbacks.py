@@ -1,0 +1,159 @@
+"""Lightning callbacks of the task loop.
+
+- `NonFiniteLossGuard` stops a run with a one-line message when the training loss is NaN or
+  infinite (configured in `callbacks/default.yaml`).
+- `ResumeStateCallback` stores the task number, the random-number states and the algorithm's own
+  state outside its modules (`extra_cl_state()`: a replay buffer filled during the task, ...) in
+  Lightning's within-task checkpoints and restores them when a task resumes from one, so that a run
+  killed in the middle of a task ends with the same results as an uninterrupted run. The pipeline
+  adds it.
+- `KillSwitch` is a testing aid: with the environment variable `CLARENA_KILL_AT` set, the process
+  sends itself SIGKILL at a chosen point (`task:<t>:step:<s>`: after optimizer step `s` of task `t`;
+  `after_task:<t>`: right after the checkpoint of task `t` is written). The resume tests use it to
+  kill a run at an exact point; it does nothing when the variable is unset.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from clarena.pipelines.checkpoint import capture_rng, restore_rng
+from clarena.pipelines.errors import NonFiniteLossError
+
+KILL_ENV = "CLARENA_KILL_AT"
+"""Environment variable of the `KillSwitch` testing aid."""
+
+
+def _loss_of(outputs: Any) -> torch.Tensor | None:
+    if isinstance(outputs, torch.Tensor):
+        return outputs
+    if isinstance(outputs, dict) and isinstance(outputs.get("loss"), torch.Tensor):
+        return outputs["loss"]
+    return None
+
+
+class NonFiniteLossGuard(pl.Callback):
+    """Raise `NonFiniteLossError` when the training loss stops being finite.
+
+    Checking reads the loss on the host (one synchronisation per checked step).
+
+    Args:
+        check_every_n_steps: Check every n-th training batch (1: every batch).
+    """
+
+    def __init__(self, check_every_n_steps: int = 1) -> None:
+        if check_every_n_steps < 1:
+            raise ValueError(f"check_every_n_steps must be >= 1, got {check_every_n_steps}")
+        self.check_every_n_steps = check_every_n_steps
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Check the loss of the batch just trained."""
+        if batch_idx % self.check_every_n_steps:
+            return
+        loss = _loss_of(outputs)
+        if loss is None or bool(torch.isfinite(loss.detach()).all()):
+            return
+        task = getattr(pl_module, "task_id", None)
+        where = f"task {task}, " if task is not None else ""
+        raise NonFiniteLossError(
+            f"the training loss became {loss.detach().float().item()} at {where}step "
+            f"{trainer.global_step} (batch {batch_idx}): lower optimizer.lr, check the "
+            "algorithm's loss weights and the data for NaN/inf values"
+        )
+
+
+class ResumeStateCallback(pl.Callback):
+    """Save what Lightning's checkpoints lack for an exact resume; restore it on resume.
+
+    Lightning checkpoints the modules, the optimizer and the loop counters; this adds the task
+    number, the random-number states and the algorithm's `extra_cl_state()`.
+
+    Args:
+        task_id: The task being trained.
+    """
+
+    def __init__(self, task_id: int) -> None:
+        self.task_id = task_id
+        self._pending: dict[str, Any] | None = None
+        self._module: pl.LightningModule | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Remember the algorithm whose state is saved."""
+        self._module = pl_module
+
+    def state_dict(self) -> dict[str, Any]:
+        """Stored in the checkpoint under this callback's key."""
+        extra_state = getattr(self._module, "extra_cl_state", None)
+        return {
+            "task_id": self.task_id,
+            "rng": capture_rng(),
+            "extra_cl_state": extra_state() if extra_state is not None else {},
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Keep the states to restore at the start of the next training epoch."""
+        if int(state_dict["task_id"]) != self.task_id:
+            raise ValueError(
+                f"the within-task checkpoint belongs to task {state_dict['task_id']}, not task "
+                f"{self.task_id}; delete checkpoints/within_task/ and resume again"
+            )
+        self._pending = state_dict
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Restore the saved states just before the resumed epoch draws its first random number."""
+        if self._pending is None:
+            return
+        extra = self._pending.get("extra_cl_state")
+        if extra and hasattr(pl_module, "load_extra_cl_state"):
+            pl_module.load_extra_cl_state(extra)
+        restore_rng(self._pending["rng"])
+        self._pending = None
+
+
+def kill_point() -> tuple[str, int, int] | None:
+    """The point `CLARENA_KILL_AT` names: `("after_task", t, 0)`, `("step", t, s)`, or `None`."""
+    value = os.environ.get(KILL_ENV, "").strip()
+    if not value:
+        return None
+    parts = value.split(":")
+    if len(parts) == 2 and parts[0] == "after_task":
+        return ("after_task", int(parts[1]), 0)
+    if len(parts) == 4 and parts[0] == "task" and parts[2] == "step":
+        return ("step", int(parts[1]), int(parts[3]))
+    raise ValueError(f"{KILL_ENV}={value!r}: use after_task:<t> or task:<t>:step:<s>")
+
+
+def kill_now() -> None:
+    """Send SIGKILL to this process (no clean-up of any kind runs)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillSwitch(pl.Callback):
+    """Testing aid: SIGKILL this process after optimizer step `step` of task `task_id`."""
+
+    def __init__(self, task_id: int, step: int) -> None:
+        self.task_id, self.step = task_id, step
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Kill the process once the chosen step is done."""
+        if trainer.global_step >= self.step:
+            kill_now()

@@ -1,0 +1,181 @@
+"""Checkpoints of a continual-learning run: atomic files, safe loading, random-number states.
+
+A run folder holds, under `checkpoints/`:
+
+- `after_task_<t>.pt` after every task $t$: the algorithm's `cl_state_dict()` (model, heads, h1,
+  Fisher, replay buffer, ...), the metrics accumulator's state, the random-number states of python,
+  numpy and torch, and the resolved config. Resuming from it continues exactly where the
+  uninterrupted run would be.
+- `within_task/last.ckpt` during a task: Lightning's checkpoint at the end of the last epoch (model,
+  optimizer, loop counters) with the random-number states and the algorithm's extra state added
+  (`clarena.pipelines.callbacks.ResumeStateCallback`). It is deleted once the task's own checkpoint
+  is written.
+
+Every file is written under a temporary name in the same folder and renamed (`os.replace`), so a
+process killed at any moment leaves either the previous file or the new one, never half of one.
+Checkpoints hold only tensors, numbers, strings, lists and dicts and are read with
+`torch.load(..., weights_only=True)`: opening one never runs code from it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+FORMAT_VERSION = 1
+"""Version of the layout of `after_task_<t>.pt`."""
+
+CHECKPOINT_DIR = "checkpoints"
+"""Sub-folder of a run folder holding its checkpoints."""
+
+WITHIN_TASK_DIR = "within_task"
+"""Sub-folder of `checkpoints/` holding Lightning's checkpoint of the task in progress."""
+
+_TASK_FILE = re.compile(r"after_task_(\d+)\.pt$")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` (UTF-8) to `path` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """`torch.save` to `path` atomically."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def safe_load(path: Path) -> Any:
+    """Load a checkpoint with `weights_only=True` onto the CPU (no code from the file runs)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO, writing through a temporary file and a rename."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
+    ) -> None:
+        """Save `checkpoint` to `path` atomically (`storage_options` is not supported)."""
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        atomic_torch_save(checkpoint, Path(path))
+
+
+def capture_rng() -> dict[str, Any]:
+    """The random-number states of python, numpy and torch (CPU and CUDA), weights-only safe."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]  # noqa: NPY002
+    state: dict[str, Any] = {
+        "python": {"version": version, "state": list(internal), "gauss": gauss},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Restore the states `capture_rng` returned."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    npy = state["numpy"]
+    keys = npy["keys"].numpy().astype(np.uint32)
+    legacy = (npy["kind"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"])
+    np.random.set_state(legacy)  # noqa: NPY002 - the global state others may draw from
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def task_checkpoint_path(run_dir: Path, task_id: int) -> Path:
+    """`<run_dir>/checkpoints/after_task_<task_id>.pt`."""
+    return run_dir / CHECKPOINT_DIR / f"after_task_{task_id}.pt"
+
+
+def within_task_dir(run_dir: Path) -> Path:
+    """The folder of Lightning's checkpoint of the task in progress."""
+    return run_dir / CHECKPOINT_DIR / WITHIN_TASK_DIR
+
+
+def saved_tasks(run_dir: Path) -> list[int]:
+    """The tasks with a finished checkpoint in `run_dir`, ascending."""
+    folder = run_dir / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    found = (_TASK_FILE.match(p.name) for p in folder.iterdir())
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def save_task_checkpoint(
+    run_dir: Path,
+    task_id: int,
+    num_tasks: int,
+    cl_state: dict[str, Any],
+    results_state: dict[str, Any],
+    config: dict[str, Any],
+) -> Path:
+    """Write the checkpoint after `task_id` atomically and return its path.
+
+    The random-number states are captured here, so call it last, after everything of the task
+    (testing, `on_task_end`) has consumed random numbers.
+    """
+    path = task_checkpoint_path(run_dir, task_id)
+    atomic_torch_save(
+        {
+            "format_version": FORMAT_VERSION,
+            "task_id": task_id,
+            "num_tasks": num_tasks,
+            "cl_state": cl_state,
+            "results": results_state,
+            "rng": capture_rng(),
+            "config": config,
+        },
+        path,
+    )
+    return path
+
+
+def load_task_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint written by `save_task_checkpoint`, checking its format."""
+    state = safe_load(path)
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        found = state.get("format_version") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(
+            f"{path} is not a clarena task checkpoint of format {FORMAT_VERSION} "
+            f"(found {found!r}); "
+            "it was written by another clarena version: re-run the experiment"
+        )
+    return state

@@ -1,0 +1,102 @@
+"""`clarena init [DIR]`: write a starter folder for your own configs (default `./clarena_configs`).
+
+The folder goes on Hydra's search path with `clarena train --config-dir DIR ...`. It holds a config
+of its own for a group (`cl_algorithm/er_big_buffer.yaml`) and a complete experiment that uses it
+(`experiment/my_er_cil.yaml`); add files next to them in the same group folders (`cl_dataset/`,
+`backbone/`, `cl_algorithm/`, `optimizer/`, `trainer/`, `logger/`, `callbacks/`, `experiment/`).
+The repository's `example_configs/` is exactly what this command writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+README = """\
+# My clarena configs
+
+This folder extends the configs shipped with clarena (`clarena list` shows them). Put it on the
+search path with `--config-dir`:
+
+    clarena train --config-dir {name} experiment=my_er_cil
+    clarena train --config-dir {name} cl_algorithm=er_big_buffer scenario=CIL
+
+Files go into the group folders of the shipped configs (`cl_dataset/`, `backbone/`,
+`cl_algorithm/`, `optimizer/`, `trainer/`, `logger/`, `callbacks/`, `experiment/`); a file here
+adds an option to its group. Experiments start with `# @package _global_` and override only what
+differs from the defaults (see `clarena train --cfg job experiment=my_er_cil` for the result).
+"""
+
+ALGORITHM = """\
+# Experience Replay with a larger, class-balanced buffer: an option of our own in the
+# cl_algorithm group (use it as cl_algorithm=er_big_buffer).
+defaults:
+  - er            # start from the shipped cl_algorithm/er.yaml
+
+buffer_size: 500
+class_balanced: true
+"""
+
+EXPERIMENT = """\
+# @package _global_
+# Our own experiment: class-incremental split digits with the bigger replay buffer.
+#   clarena train --config-dir <this folder> experiment=my_er_cil
+defaults:
+  - override /cl_algorithm: er_big_buffer
+
+experiment_name: my_er_cil
+scenario: CIL
+seed: 7
+
+trainer:
+  max_epochs: 5
+"""
+
+#: The files of a starter folder, by path relative to it.
+FILES: dict[str, str] = {
+    "README.md": README,
+    "cl_algorithm/er_big_buffer.yaml": ALGORITHM,
+    "experiment/my_er_cil.yaml": EXPERIMENT,
+}
+
+
+def write_starter(folder: Path) -> list[Path]:
+    """Write the starter files into `folder`; refuse to overwrite any existing file.
+
+    Returns:
+        The paths written.
+
+    Raises:
+        FileExistsError: If one of the files already exists (nothing is written then).
+    """
+    targets = {folder / rel: text for rel, text in FILES.items()}
+    existing = [str(p) for p in targets if p.exists()]
+    if existing:
+        raise FileExistsError(
+            f"{existing[0]} already exists; choose a new folder (clarena init other_folder)"
+        )
+    for path, text in targets.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text.format(name=folder.name) if path.suffix == ".md" else text)
+    return list(targets)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `clarena init`; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="clarena init", description=__doc__.splitlines()[0])
+    parser.add_argument("folder", nargs="?", default="clarena_configs", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        written = write_starter(args.folder)
+    except FileExistsError as exc:
+        print(f"clarena init: error: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    print(f"next: clarena train --config-dir {args.folder} experiment=my_er_cil")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
