@@ -44,6 +44,16 @@ __all__ = [
 ]
 
 
+def _same_rank(y: Any, y_pred: tf.Tensor) -> tf.Tensor:
+    """Labels `(B,)` for outputs `(B, 1)` get a trailing axis (and back), as `compile()` does."""
+    y = tf.convert_to_tensor(y)
+    if y_pred.shape[-1] == 1 and y.shape.rank == y_pred.shape.rank - 1:
+        return tf.expand_dims(y, -1)
+    if y.shape[-1] == 1 and y.shape.rank == y_pred.shape.rank + 1:
+        return tf.squeeze(y, -1)
+    return y
+
+
 class _CompatibilityModel(keras.Sequential):
     """The shared part: h1, the support and the objective; subclasses choose the dissonance."""
 
@@ -94,7 +104,7 @@ class _CompatibilityModel(keras.Sequential):
         if isinstance(loss, keras.losses.Loss):
             values = loss.call(y, y_pred)
         elif callable(loss):
-            values = loss(y, y_pred)
+            values = loss(_same_rank(y, y_pred), y_pred)
         else:
             raise ValueError(
                 f"{type(self).__name__} supports one loss for its one output, got "
@@ -124,6 +134,8 @@ class _CompatibilityModel(keras.Sequential):
         pass; runs h1 on `x` with `training=False` and without gradient.
         """
         del training
+        if y is None:
+            raise ValueError(f"{type(self).__name__} needs labels: fit it on (x, y) data")
         h1_output = tf.stop_gradient(self.h1(x, training=False))
         binary = bool(y_pred.shape.rank == 1 or y_pred.shape[-1] == 1)
         bcm.check_batch(y_pred, y, "h2")

@@ -181,3 +181,27 @@ def test_documented_example_trains_on_fashion_mnist_and_reports_h2s_metrics(fash
     assert abs(h2_accuracy - h1_accuracy) > 0.01  # the metrics are h2's, not h1's
     assert 0.7 < history.history["accuracy"][0] < 1.0
     assert h2_accuracy > 0.75
+
+
+def test_binary_models_use_the_pivot_for_the_support():
+    labels = (X[:, 0] > 0).astype(np.float32)
+    h1 = keras.Sequential([keras.Input((6,)), Dense(1, activation="sigmoid")])
+    h1.layers[-1].set_weights([np.zeros((6, 1), np.float32), np.array([1.0], np.float32)])
+    h2 = BCNewErrorCompatibilityModel(
+        [keras.Input((6,)), Dense(1, activation="sigmoid")], h1=h1, lambda_c=0.5
+    )
+    h2.compile(loss="binary_crossentropy", optimizer=SGD(0.1))
+    q2 = h2.predict(X, verbose=0)[:, 0].astype(np.float64)
+    ell = -(labels * np.log(q2) + (1 - labels) * np.log(1 - q2))
+    # h1's probability is sigmoid(1) = 0.73 everywhere: right exactly where the label is 1
+    expected = np.mean(ell * (1 + 0.5 * labels))
+    np.testing.assert_allclose(float(h2.compute_loss(X, labels, h2(X))), expected, rtol=1e-5)
+    strict = StrictImitationCompatibilityModel(
+        [keras.Input((6,)), Dense(1, activation="sigmoid")], h1=h1, lambda_c=0.5
+    )
+    strict.compile(loss="binary_crossentropy", optimizer=SGD(0.1))
+    strict.set_weights(h2.get_weights())
+    q1 = 1 / (1 + np.exp(-1.0))
+    d = -(q1 * np.log(q2) + (1 - q1) * np.log(1 - q2))
+    expected = np.mean(ell + 0.5 * labels * d)
+    np.testing.assert_allclose(float(strict.compute_loss(X, labels, h2(X))), expected, rtol=1e-5)
