@@ -126,3 +126,16 @@ def test_bc_fit_refuses_datasets_of_other_elements():
     triples = tf.data.Dataset.from_tensor_slices((X, Y, np.ones(96, np.float32))).batch(8)
     with pytest.raises(ValueError, match=r"training_set must yield \(x, y\) batches"):
         bc_fit(h2, triples, (X, Y), 1, fn, SGD(0.1))
+
+
+def test_bc_fit_with_lambda_zero_reproduces_plain_keras_training():
+    h1, h2, plain = mlp(0), mlp(1), mlp(1)
+    h1.trainable = False
+    fn = ctf.BCCrossEntropyLoss(h1, h2, 0.0)
+    history = bc_fit(h2, (X, Y), (X, Y), 2, fn, SGD(0.1), batch_size=32, shuffle=False, verbose=0)
+    plain.compile(loss="sparse_categorical_crossentropy", optimizer=SGD(0.1), metrics=["accuracy"])
+    reference = plain.fit(X, Y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    for a, b in zip(h2.get_weights(), plain.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(history.history["loss"], reference.history["loss"], rtol=1e-5)
+    np.testing.assert_allclose(history.history["accuracy"], reference.history["accuracy"])
