@@ -23,7 +23,7 @@ h1 { font-size: 1.6rem; margin-bottom: 0.2rem; } h2 { font-size: 1.25rem; margin
 .meta { color: #555; margin-top: 0; }
 table { border-collapse: collapse; margin: 0.6rem 0; font-size: 0.9rem; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; }
-th { background: #f2f2f5; } td.text, th.text { text-align: left; }
+th { background: #f2f2f5; } td.text, th.text { text-align: left; white-space: nowrap; }
 .plots { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
 figure { margin: 0; } figure img { max-width: 100%; border: 1px solid #e3e3e3; }
 figcaption { font-size: 0.85rem; color: #555; max-width: 40rem; }
@@ -102,14 +102,17 @@ def _summary_rows(data: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _models(row: dict[str, Any]) -> str:
+    old = "reference" if row["old_after_task"] is None else str(row["old_after_task"])
+    return f"{old} → {row['new_after_task']}"
+
+
 def _compat_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
     out = []
     for r in rows:
-        old = "reference" if r["old_after_task"] is None else f"after task {r['old_after_task']}"
         out.append(
             [
-                old,
-                f"after task {r['new_after_task']}",
+                _models(r),
                 r["test_task"],
                 r["total"],
                 pct(r["old_accuracy"]),
@@ -127,8 +130,7 @@ def _compat_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
 
 
 _COMPAT_HEADER = (
-    "old model",
-    "new model",
+    "models (after task)",
     "test task",
     "points",
     "old acc. (%)",
@@ -201,25 +203,17 @@ def run_page(data: dict[str, Any], pngs: dict[str, bytes], title: str) -> str:
             "(BackwardCompatibilityML's code divides by the old model's errors instead); "
             "NFR = old accuracy × (1 − BTC). progress: errors the update fixed; common: both "
             "wrong; regress: new errors.</p>",
-            table(_COMPAT_HEADER, _compat_rows(compat), text_columns=2),
+            table(_COMPAT_HEADER, _compat_rows(compat)),
             "<h2>Incompatible points per class (negative flips, all earlier tasks)</h2>",
         ]
         pooled = [r for r in compat if r["test_task"] == "all"]
         width = max((len(r["negative_flips_per_class"]) for r in pooled), default=0)
         rows = [
-            [
-                (
-                    "reference"
-                    if r["old_after_task"] is None
-                    else f"after task {r['old_after_task']}"
-                )
-                + f" → after task {r['new_after_task']}",
-                *r["negative_flips_per_class"],
-                *[0] * (width - len(r["negative_flips_per_class"])),
-            ]
+            [_models(r), *r["negative_flips_per_class"]]
+            + [0] * (width - len(r["negative_flips_per_class"]))
             for r in pooled
         ]
-        body.append(table(["update", *(f"class {c}" for c in range(width))], rows))
+        body.append(table(["models (after task)", *(f"class {c}" for c in range(width))], rows))
     else:
         body.append('<p class="note">No update to compare yet (one task trained).</p>')
     body += [

@@ -159,6 +159,6 @@ def write_results(data: dict[str, Any], results_dir: str | Path) -> list[Path]:
     for name, png in plot_pngs(safe).items():
         written.append(atomic_write_bytes(results_dir / name, png))
     # metrics.json last: its presence marks a complete set of results files.
-    text = json.dumps(safe, indent=2, allow_nan=False) + "\n"
+    text = json.dumps(safe, indent=2, allow_nan=False, default=str) + "\n"
     written.append(atomic_write_text(results_dir / "metrics.json", text))
     return written
