@@ -41,7 +41,7 @@ class CompatibilityCounts(Metric):
     """
 
     is_differentiable = False
-    higher_is_better = None
+    higher_is_better: bool | None = None
     full_state_update = False
 
     total: Tensor

@@ -185,7 +185,7 @@ def run_page(data: dict[str, Any], pngs: dict[str, bytes], title: str) -> str:
         if matrix is None:
             continue
         width = max((len(r) for r in matrix), default=0)
-        per_task = data.get("average_accuracy_per_task" + key.removeprefix("accuracy_matrix"))
+        per_task = data["average_accuracy_per_task" + key.removeprefix("accuracy_matrix")]
         rows = [
             [t, pct(per_task[t - 1]), *(pct(v) for v in row)]
             for t, row in enumerate(matrix, start=1)

@@ -30,18 +30,18 @@ def png_bytes(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _finite(value: Any) -> bool:
-    return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
+def percent(value: Any) -> float:
+    """A fraction as a percentage; NaN for `None`, NaN or anything that is not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return math.nan
+    return float(value) * 100
 
 
 def accuracy_matrix_png(matrix: Sequence[Sequence[float | None]], title: str) -> bytes:
     """Heat map of $a_{t,j}$ in percent, each measured cell annotated, blank where not measured."""
     rows = len(matrix)
     cols = max((len(r) for r in matrix), default=0)
-    grid = [
-        [float(v) * 100 if _finite(v) else math.nan for v in list(r) + [None] * (cols - len(r))]
-        for r in matrix
-    ]
+    grid = [[percent(v) for v in list(r) + [None] * (cols - len(r))] for r in matrix]
     side = max(3.2, 0.55 * max(rows, cols) + 2.2)
     fig = Figure(figsize=(side + 1.0, side))
     ax = fig.add_subplot()
@@ -71,7 +71,7 @@ def average_accuracy_png(
     tasks = list(range(1, len(per_task) + 1))
 
     def series(values: Sequence[float | None]) -> list[float]:
-        return [float(v) * 100 if _finite(v) else math.nan for v in values]
+        return [percent(v) for v in values]
 
     label = "task-agnostic" if per_task_task_aware is not None else "average accuracy"
     ax.plot(tasks, series(per_task), marker="o", label=label)

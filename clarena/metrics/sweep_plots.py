@@ -6,12 +6,13 @@ drawn on matplotlib's Agg canvas (no display needed). Rates and accuracies are p
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from clarena.metrics.plots import png_bytes
+from clarena.metrics.plots import percent, png_bytes
 
 if TYPE_CHECKING:
     from clarena.metrics.sweep import SweepPoint
@@ -28,15 +29,17 @@ def tradeoff_png(points: list[SweepPoint], metric: str) -> bytes:
     """Accuracy of the new model against BTC or BEC (`metric`), one marker per run, labelled by
     $\\lambda_c$, with the old model's accuracy as a dashed reference line."""
     title = {"btc": "backward trust compatibility BTC", "bec": "backward error compatibility BEC"}
+    if metric not in title:
+        raise ValueError(f"metric must be 'btc' or 'bec', got {metric!r}")
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.add_subplot()
     for kind, (label, marker, color, _) in KIND_STYLE.items():
-        chosen = [p for p in points if p.kind == kind and p.accuracy is not None]
-        chosen = [p for p in chosen if getattr(p, metric) is not None]
-        if not chosen:
+        placed = [(p, percent(getattr(p, metric)), percent(p.accuracy)) for p in points]
+        placed = [(p, x, y) for p, x, y in placed if p.kind == kind and math.isfinite(x + y)]
+        if not placed:
             continue
-        xs = [getattr(p, metric) * 100 for p in chosen]
-        ys = [p.accuracy * 100 for p in chosen]
+        chosen = [p for p, _, _ in placed]
+        xs, ys = [x for _, x, _ in placed], [y for _, _, y in placed]
         ax.scatter(xs, ys, marker=marker, color=color, s=55, label=label, zorder=3)
         for p, x, y in zip(chosen, xs, ys):
             ax.annotate(p.label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
