@@ -15,5 +15,3 @@ Importing `clarena` itself is cheap: it imports no deep-learning framework.
 """
 
 __version__ = "0.1.0"
-
-__all__ = ["__version__"]

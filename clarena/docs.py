@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -48,6 +49,7 @@ def build(output_dir: Path) -> list[str]:
     # imports modules in name order, so import it first whenever it is installed.
     if importlib.util.find_spec("torch") is not None:
         import torch  # noqa: F401
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
 
     import pdoc
     import pdoc.render
