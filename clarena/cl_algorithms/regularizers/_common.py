@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 #: The reductions every loss and regularizer accepts. `"batchmean"` (the default of
@@ -76,3 +77,74 @@ def upcast(tensor: Tensor) -> Tensor:
     if tensor.dtype in (torch.float16, torch.bfloat16):
         return tensor.float()
     return tensor
+
+
+# ---- input handling shared by the BC dissonance functions ----------------------------------
+_LOG_CLAMP = -100.0  # as torch.nn.functional.binary_cross_entropy clamps log(p)
+
+
+def safe_log(p: Tensor) -> Tensor:
+    """$\\log p$ clamped at -100, with finite gradients at $p = 0$."""
+    return torch.log(p.clamp_min(torch.finfo(p.dtype).tiny)).clamp_min(_LOG_CLAMP)
+
+
+def check_batch(name: str, tensor: Tensor, batch: int, reference: str = "h2_output") -> None:
+    """Raise a `ValueError` naming `name` if its batch size differs from `reference`'s."""
+    if tensor.shape[0] != batch:
+        raise ValueError(
+            f"{name} has batch size {tensor.shape[0]} but {reference} has {batch}; "
+            "pass outputs and targets of the same batch"
+        )
+
+
+def binary_column(name: str, tensor: Tensor) -> Tensor:
+    """A binary output or label of shape `(B,)` or `(B, 1)` as `(B,)`; other shapes are refused."""
+    if tensor.dim() == 2 and tensor.shape[1] == 1:
+        return tensor[:, 0]
+    if tensor.dim() != 1:
+        raise ValueError(
+            f"{name} must have shape (B,) or (B, 1) for a binary loss; got {tuple(tensor.shape)}"
+        )
+    return tensor
+
+
+def check_multiclass(name: str, output: Tensor, target: Tensor) -> None:
+    """Check a multi-class output `(B, K)` (called `name`) and its integer labels `(B,)`."""
+    if output.dim() != 2:
+        raise ValueError(
+            f"{name} must have shape (B, num_classes) for a multi-class loss; "
+            f"got {tuple(output.shape)}"
+        )
+    if target.dim() != 1:
+        raise ValueError(f"target must have shape (B,); got {tuple(target.shape)}")
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        raise ValueError(
+            f"target must hold integer class indices for a multi-class loss; got {target.dtype} "
+            "(use loss='binary_cross_entropy' for 0/1 float targets)"
+        )
+    check_batch("target", target, output.shape[0], name)
+
+
+def log_probs(output: Tensor, output_kind: str, temperature: float = 1.0) -> Tensor:
+    """$\\log \\mathrm{softmax}(z / T)$ from logits, log-probabilities or probabilities."""
+    z = upcast(output)
+    if output_kind == "probabilities":
+        z = safe_log(z)
+    if temperature != 1.0:
+        z = z / temperature
+    return F.log_softmax(z, dim=-1)
+
+
+def log_sigmoids(
+    output: Tensor, output_kind: str, temperature: float = 1.0
+) -> tuple[Tensor, Tensor]:
+    """$(\\log q, \\log(1 - q))$ with $q = \\sigma(z / T)$, from a logit or a probability."""
+    z = upcast(output)
+    if output_kind == "probabilities":
+        log_q, log_not_q = safe_log(z), safe_log(1.0 - z)
+        if temperature == 1.0:
+            return log_q, log_not_q
+        z = log_q - log_not_q  # the logit
+    if temperature != 1.0:
+        z = z / temperature
+    return F.logsigmoid(z), F.logsigmoid(-z)

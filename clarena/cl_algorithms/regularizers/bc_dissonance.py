@@ -32,15 +32,19 @@ gives $d = 0$ with finite gradients. $h_1$'s output is detached: it never receiv
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clarena.cl_algorithms.regularizers._common import (
+    binary_column,
+    check_batch,
     check_choice,
+    check_multiclass,
     check_nonnegative,
     check_positive,
     check_probability,
     check_reduction,
+    log_probs,
+    log_sigmoids,
     reduce,
     upcast,
 )
@@ -49,71 +53,6 @@ from clarena.cl_algorithms.regularizers._common import (
 LOSSES: tuple[str, ...] = ("nll", "cross_entropy", "binary_cross_entropy", "kl_div")
 #: What the model outputs passed in are: `"logits"` (or log-probabilities) or `"probabilities"`.
 OUTPUTS: tuple[str, ...] = ("logits", "probabilities")
-_LOG_CLAMP = -100.0  # as torch.nn.functional.binary_cross_entropy clamps log(p)
-
-
-def _safe_log(p: Tensor) -> Tensor:
-    """$\\log p$ clamped at -100, with finite gradients at $p = 0$."""
-    return torch.log(p.clamp_min(torch.finfo(p.dtype).tiny)).clamp_min(_LOG_CLAMP)
-
-
-def _check_batch(name: str, tensor: Tensor, batch: int) -> None:
-    if tensor.shape[0] != batch:
-        raise ValueError(
-            f"{name} has batch size {tensor.shape[0]} but h2_output has {batch}; "
-            "pass outputs and targets of the same batch"
-        )
-
-
-def _binary_column(name: str, tensor: Tensor) -> Tensor:
-    if tensor.dim() == 2 and tensor.shape[1] == 1:
-        return tensor[:, 0]
-    if tensor.dim() != 1:
-        raise ValueError(
-            f"{name} must have shape (B,) or (B, 1) for a binary loss; got {tuple(tensor.shape)}"
-        )
-    return tensor
-
-
-def _multiclass(h2_output: Tensor, target: Tensor) -> None:
-    if h2_output.dim() != 2:
-        raise ValueError(
-            f"h2_output must have shape (B, num_classes) for a multi-class loss; "
-            f"got {tuple(h2_output.shape)}"
-        )
-    if target.dim() != 1:
-        raise ValueError(f"target must have shape (B,); got {tuple(target.shape)}")
-    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
-        raise ValueError(
-            f"target must hold integer class indices for a multi-class loss; got {target.dtype} "
-            "(use loss='binary_cross_entropy' for 0/1 float targets)"
-        )
-    _check_batch("target", target, h2_output.shape[0])
-
-
-def _log_probs(output: Tensor, output_kind: str, temperature: float = 1.0) -> Tensor:
-    """$\\log \\mathrm{softmax}(z / T)$ from logits, log-probabilities or probabilities."""
-    z = upcast(output)
-    if output_kind == "probabilities":
-        z = _safe_log(z)
-    if temperature != 1.0:
-        z = z / temperature
-    return F.log_softmax(z, dim=-1)
-
-
-def _log_sigmoids(
-    output: Tensor, output_kind: str, temperature: float = 1.0
-) -> tuple[Tensor, Tensor]:
-    """$(\\log q, \\log(1 - q))$ with $q = \\sigma(z / T)$, from a logit or a probability."""
-    z = upcast(output)
-    if output_kind == "probabilities":
-        log_q, log_not_q = _safe_log(z), _safe_log(1.0 - z)
-        if temperature == 1.0:
-            return log_q, log_not_q
-        z = log_q - log_not_q  # the logit
-    if temperature != 1.0:
-        z = z / temperature
-    return F.logsigmoid(z), F.logsigmoid(-z)
 
 
 def _validate(h2_output: Tensor, h1_output: Tensor, target: Tensor, loss: str, output: str) -> None:
@@ -145,14 +84,14 @@ def base_loss(output: Tensor, target: Tensor, loss: str, output_kind: str = "log
     check_choice("loss", loss, LOSSES)
     check_choice("output", output_kind, OUTPUTS)
     if loss == "binary_cross_entropy":
-        column = _binary_column("h2_output", output)
-        labels = _binary_column("target", target)
-        _check_batch("target", labels, column.shape[0])
-        log_q, log_not_q = _log_sigmoids(column, output_kind)
+        column = binary_column("h2_output", output)
+        labels = binary_column("target", target)
+        check_batch("target", labels, column.shape[0])
+        log_q, log_not_q = log_sigmoids(column, output_kind)
         labels = labels.to(log_q.dtype)
         return -(labels * log_q + (1.0 - labels) * log_not_q)
-    _multiclass(output, target)
-    log_p = _log_probs(output, output_kind)
+    check_multiclass("h2_output", output, target)
+    log_p = log_probs(output, output_kind)
     return -log_p.gather(1, target.long().unsqueeze(1)).squeeze(1)
 
 
@@ -180,13 +119,13 @@ def support_mask(
     h1_output = h1_output.detach()
     if loss == "binary_cross_entropy":
         pivot = check_probability("discriminant_pivot", discriminant_pivot)
-        column = _binary_column("h1_output", h1_output)
-        labels = _binary_column("target", target)
-        _check_batch("target", labels, column.shape[0])
+        column = binary_column("h1_output", h1_output)
+        labels = binary_column("target", target)
+        check_batch("target", labels, column.shape[0], "h1_output")
         probability = column if output == "probabilities" else torch.sigmoid(upcast(column))
         predicted = (probability >= pivot).to(upcast(column).dtype)
         return predicted == labels.to(predicted.dtype)
-    _multiclass(h1_output, target)
+    check_multiclass("h1_output", h1_output, target)
     return h1_output.argmax(dim=1) == target
 
 
@@ -210,14 +149,14 @@ def imitation_divergence(
     temperature = check_positive("temperature", temperature)
     h1_output = h1_output.detach()
     if loss == "binary_cross_entropy":
-        log_q1, _ = _log_sigmoids(_binary_column("h1_output", h1_output), output, temperature)
+        log_q1, _ = log_sigmoids(binary_column("h1_output", h1_output), output, temperature)
         q1 = log_q1.exp()
-        log_q2, log_not_q2 = _log_sigmoids(
-            _binary_column("h2_output", h2_output), output, temperature
+        log_q2, log_not_q2 = log_sigmoids(
+            binary_column("h2_output", h2_output), output, temperature
         )
         return -(q1 * log_q2 + (1.0 - q1) * log_not_q2)
-    log_p1 = _log_probs(h1_output, output, temperature)
-    log_p2 = _log_probs(h2_output, output, temperature)
+    log_p1 = log_probs(h1_output, output, temperature)
+    log_p2 = log_probs(h2_output, output, temperature)
     p1 = log_p1.exp()
     if loss == "kl_div":
         return (p1 * (log_p1 - log_p2)).sum(dim=-1)
