@@ -193,6 +193,13 @@ class CLDataset(LightningDataModule):
         assert self._data is not None
         return self._data
 
+    @property
+    def normalization(self) -> tuple[list[float], list[float]]:
+        """`(mean, std)` per channel of the images scaled to $[0, 1]$, as the loaders use them."""
+        self._ensure_loaded()
+        assert self._transform is not None
+        return self._transform.mean.tolist(), self._transform.std.tolist()
+
     def prepare_data(self) -> None:
         """Download missing files (Lightning calls this on one process per node)."""
         self._ensure_loaded()

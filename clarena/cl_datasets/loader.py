@@ -18,11 +18,15 @@ no worker processes, no per-sample Python, no host-to-device copy per batch.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 from clarena.cl_datasets.transforms import BatchTransform
+
+CHUNK_ELEMENTS = 1 << 22
+"""About how many image values (4 Mi: 16 MiB as float32) are transformed in one go."""
 
 
 def _mixed_seed(*parts: int) -> int:
@@ -136,32 +140,52 @@ class InMemoryLoader:
         """The number of batches this process iterates."""
         return self._num_batches(*_world())
 
-    def __iter__(self):
-        """Yield this process's batches of the current epoch, then advance the epoch."""
+    def _batch_sizes(self, num_ordered: int, rank: int, world: int) -> list[int]:
+        num_batches = self._num_batches(rank, world)
+        if world > 1 and not self.train:  # the same number of batches on every rank
+            if num_batches == 0:
+                return []
+            base, extra = divmod(num_ordered, num_batches)
+            return [base + 1] * extra + [base] * (num_batches - extra)
+        full = [self.batch_size] * min(num_batches, num_ordered // self.batch_size)
+        rest = num_ordered - len(full) * self.batch_size
+        return full + ([rest] if len(full) < num_batches and rest > 0 else [])
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Yield this process's batches of the current epoch, then advance the epoch.
+
+        Consecutive batches are gathered and transformed together, about `CHUNK_ELEMENTS` values
+        at a time (fewer, larger kernels), and handed out as views of that chunk.
+        """
         rank, world = _world()
         epoch = self.sampler.epoch
         order = self.sampler.order()
         if world > 1:
             if self.train and order.numel() % world:
-                repeat = math.ceil(order.numel() / world) * world - order.numel()
+                missing = math.ceil(order.numel() / world) * world - order.numel()
                 order = torch.cat(
-                    [order, order.repeat(math.ceil(repeat / max(1, order.numel())))[:repeat]]
+                    [order, order.repeat(math.ceil(missing / order.numel()))[:missing]]
                 )
             order = order[rank::world]
         order = order.to(self.device)
-        num_batches = self._num_batches(rank, world)
-        if world > 1 and not self.train:
-            chunks = list(torch.tensor_split(order, num_batches)) if num_batches else []
-        else:
-            chunks = [
-                order[i * self.batch_size : (i + 1) * self.batch_size] for i in range(num_batches)
-            ]
+        sizes = self._batch_sizes(order.numel(), rank, world)
         generator = None
         if self.train:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(_mixed_seed(self.seed, epoch, rank, 1))
         self.sampler.set_epoch(epoch + 1)
-        for positions in chunks:
-            task_ids = self.task_ids[positions]
-            x = self.transform(self.images[self.index[positions]], task_ids, generator, self.train)
-            yield x, self.labels[positions], task_ids
+        per_chunk = max(1, CHUNK_ELEMENTS // max(1, self.images[0].numel()))
+        first, start = 0, 0
+        while first < len(sizes):
+            last, count = first, 0
+            while last < len(sizes) and (count == 0 or count + sizes[last] <= per_chunk):
+                count += sizes[last]
+                last += 1
+            positions = order[start : start + count]
+            task_ids = self.task_ids.index_select(0, positions)
+            rows = self.index.index_select(0, positions)
+            x = self.transform(self.images.index_select(0, rows), task_ids, generator, self.train)
+            labels = self.labels.index_select(0, positions)
+            split = sizes[first:last]
+            yield from zip(x.split(split), labels.split(split), task_ids.split(split), strict=True)
+            first, start = last, start + count

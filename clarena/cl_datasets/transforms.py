@@ -3,7 +3,7 @@
 Everything here works on a whole batch at once, on the device the batch lives on, so training never
 touches PIL or per-sample Python code. The order is: task transform (pixel permutation or rotation),
 augmentation (random crop with zero padding, horizontal flip), then normalisation
-$x \\mapsto (x/255 - \\mu_c)/\\sigma_c$ per channel $c$.
+$x \\mapsto (x/255 - \\mu_c)/\\sigma_c$ per channel $c$ of the raw byte values $x$.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ class BatchTransform:
         self.task_transform = task_transform
         self.crop_padding = int(crop_padding)
         self.horizontal_flip = bool(horizontal_flip)
-        self._stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._affine: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __call__(
         self,
@@ -126,24 +126,30 @@ class BatchTransform:
         generator: torch.Generator | None = None,
         augment: bool = False,
     ) -> torch.Tensor:
-        """Transform one batch; `augment` switches the random crop and flip on (training)."""
+        """Transform one batch; `augment` switches the random crop and flip on (training).
+
+        Permutation, crop and flip move bytes, so they run on the uint8 data; rotation needs
+        floats. Zero is black in raw and in $[0, 1]$ scale alike, so no step depends on the
+        scale, and normalisation is one multiply-add at the end:
+        $x \\cdot \\frac{1}{255 \\sigma_c} - \\frac{\\mu_c}{\\sigma_c}$.
+        """
         if isinstance(self.task_transform, PixelPermutation):
-            x = self.task_transform(x, task_ids)  # gathers bytes: cheaper before the cast
-        x = x.float().div_(255.0)
-        if isinstance(self.task_transform, Rotation):
             x = self.task_transform(x, task_ids)
+        elif isinstance(self.task_transform, Rotation):
+            x = self.task_transform(x.float(), task_ids)
         if augment and self.crop_padding > 0:
             x = random_crop(x, self.crop_padding, generator)
         if augment and self.horizontal_flip:
             flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
-        if x.device not in self._stats:
-            self._stats[x.device] = (
-                self.mean.to(x.device)[None, :, None, None],
-                self.std.to(x.device)[None, :, None, None],
+        if x.device not in self._affine:
+            scale = 1.0 / (255.0 * self.std)
+            self._affine[x.device] = (
+                (-self.mean / self.std).to(x.device)[None, :, None, None],
+                scale.to(x.device)[None, :, None, None],
             )
-        mean, std = self._stats[x.device]
-        return x.sub_(mean).div_(std)
+        shift, scale = self._affine[x.device]
+        return x.float().mul_(scale).add_(shift)
 
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None) -> torch.Tensor:
