@@ -1,0 +1,123 @@
+"""`clarena eval RUN_DIR [-o OUT]`: re-evaluate the saved models of a run on its test tasks.
+
+For every task checkpoint `checkpoints/after_task_<t>.pt` of the run, the model saved after task
+$t$ is rebuilt from the run's `config.yaml` and tested on tasks $1..t$; the accuracy matrix, the
+metrics and the plots are written into a fresh folder (`RUN_DIR/eval`, or `eval_2`, ... if that
+exists, or `-o OUT`), and compared with the results saved by training. Nothing else of the run is
+rewritten: its results, checkpoints and config stay as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from clarena.pipelines.errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, one_line
+
+PROG = "clarena eval"
+
+
+def _fresh(path: Path) -> Path:
+    if not path.exists():
+        return path
+    n = 2
+    while path.with_name(f"{path.name}_{n}").exists():
+        n += 1
+    return path.with_name(f"{path.name}_{n}")
+
+
+def evaluate_run(run_dir: Path, output: Path) -> tuple[object, float | None]:
+    """Re-test the saved models of `run_dir`, write the results into `output`.
+
+    Returns:
+        The new `CLResults`, and the largest absolute difference from the run's saved accuracy
+        matrix (`None` when the run has no saved results to compare with).
+    """
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from clarena.metrics import CLResults
+    from clarena.pipelines import checkpoint as ckpt
+    from clarena.pipelines.config import to_plain
+    from clarena.pipelines.task_loop import CONFIG_FILE, build_components, test_and_record
+
+    cfg = OmegaConf.load(run_dir / CONFIG_FILE)
+    tasks = ckpt.saved_tasks(run_dir)
+    if not tasks:
+        raise FileNotFoundError(
+            f"{run_dir} has no task checkpoint (checkpoints/after_task_<t>.pt) yet: finish or "
+            f"resume the run first (clarena train resume={run_dir})"
+        )
+    components = build_components(cfg)
+    results = CLResults(cfg.scenario)
+    saved = CLResults(cfg.scenario)
+    for task_id in tasks:
+        state = ckpt.load_task_checkpoint(ckpt.task_checkpoint_path(run_dir, task_id))
+        components.algorithm.load_cl_state_dict(state["cl_state"])
+        components.datamodule.setup_task(task_id)
+        trainer = instantiate(
+            cfg.trainer,
+            logger=False,
+            callbacks=[],
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            default_root_dir=str(output),
+        )
+        test_and_record(trainer, components, results, task_id)
+        saved.load_state_dict(state["results"])
+    results.write(output, to_plain(cfg))
+    new, old = results.accuracy_matrix(), saved.accuracy_matrix()
+    diff = None
+    if old.shape == new.shape:
+        both = np.isfinite(old) & np.isfinite(new)
+        diff = float(np.max(np.abs(old[both] - new[both]), initial=0.0))
+    return results, diff
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `clarena eval`; returns the exit code."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, help="the folder of a run (holding config.yaml)")
+    parser.add_argument("-o", "--output", type=Path, help="where to write (default RUN_DIR/eval)")
+    parser.add_argument("--verbose", action="store_true", help="print the traceback of a failure")
+    args = parser.parse_args(argv)
+    run_dir = args.run_dir.expanduser().absolute()
+    if not (run_dir / "config.yaml").is_file():
+        print(
+            f"{PROG}: error: {run_dir} holds no config.yaml, so it is not a clarena run folder; "
+            "pass the folder of a run (outputs/<experiment>/<date>_<time>)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    output = (args.output or _fresh(run_dir / "eval")).expanduser().absolute()
+    if output.exists() and any(output.iterdir()):
+        print(f"{PROG}: error: {output} is not empty; choose a new --output", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        results, diff = evaluate_run(run_dir, output)
+    except Exception as exc:
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    from clarena.pipelines.summary import print_summary
+
+    print_summary(results, output, heading="re-evaluated accuracy (%)")  # type: ignore[arg-type]
+    if diff is None:
+        print("no saved results of the same shape to compare with")
+    elif diff == 0.0:
+        print("identical to the accuracy matrix saved by training")
+    else:
+        print(f"differs from the accuracy matrix saved by training by up to {diff:.6f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,41 @@
+"""`clarena train` with no arguments: the embedded default, offline, end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from test_train_support import clarena
+
+pytestmark = pytest.mark.integration
+
+
+def test_clarena_train_without_arguments_writes_the_results(tmp_path: Path) -> None:
+    proc = clarena("train", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run,) = (tmp_path / "outputs" / "default").iterdir()
+    results = run / "results"
+    for name in ("accuracy_matrix.csv", "metrics.json", "compatibility.csv"):
+        assert (results / name).is_file(), name
+    assert list(results.glob("*.png"))
+    with open(results / "accuracy_matrix.csv") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["after_training_task", "average_accuracy"] + [
+        f"test_on_task_{j}" for j in range(1, 6)
+    ]
+    assert [row[0] for row in rows[1:]] == ["1", "2", "3", "4", "5"]
+    metrics = json.loads((results / "metrics.json").read_text())
+    assert metrics["scenario"] == "TIL" and metrics["num_tasks"] == 5
+    assert metrics["config"]["cl_algorithm"]["_target_"] == "clarena.cl_algorithms.LwF"
+    assert metrics["config"]["output_dir"] == str(run)
+    for task in range(1, 6):
+        state = torch.load(run / "checkpoints" / f"after_task_{task}.pt", weights_only=True)
+        assert state["task_id"] == task and state["num_tasks"] == 5
+    assert not (run / "checkpoints" / "within_task").exists()
+    assert (run / "lightning_logs" / "metrics.csv").is_file()
+    assert (run / "train.log").is_file() and (run / "config.yaml").is_file()
+    assert "average accuracy" in proc.stdout and f"results: {run}" in proc.stdout.replace("\n", "")
+    assert "Traceback" not in proc.stderr
