@@ -1,4 +1,4 @@
-"""`clarena list [GROUP ...] [--config-dir DIR]`: the datasets, algorithms, experiments, ... available.
+"""`clarena list [GROUP ...] [--config-dir DIR]`: the datasets, algorithms, experiments, ...
 
 The config files are the registry: every `<group>/<name>.yaml` under the shipped configs (and
 under each `--config-dir`) is an option `group=name`, described by the first line of its leading
