@@ -83,7 +83,7 @@ def error_overlap_png(points: list[SweepPoint]) -> bytes:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("test points (count)")
     ax.set_title("Error overlap of each run's update")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16 - 0.6 / (len(points) + 3)), ncol=3)
     return png_bytes(fig)
 
 
