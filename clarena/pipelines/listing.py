@@ -1,4 +1,4 @@
-"""`clarena list [GROUP ...] [--config-dir DIR]`: the datasets, algorithms, experiments, ...
+"""`clarena list [GROUP ...] [-cd DIR]`: the available datasets, algorithms and experiments.
 
 The config files are the registry: every `<group>/<name>.yaml` under the shipped configs (and
 under each `--config-dir`) is an option `group=name`, described by the first line of its leading
