@@ -101,7 +101,7 @@ class BCAlgorithm(CLAlgorithm):
         if self.buffer is not None:
             terms["replay_ce"] = (
                 logits.new_zeros(())
-                if logits_b is None
+                if logits_b is None or yb is None
                 else self.replay_weight * F.cross_entropy(logits_b, yb)
             )
         terms["dissonance"] = self._dissonance(

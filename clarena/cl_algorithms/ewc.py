@@ -40,9 +40,10 @@ class EWC(CLAlgorithm):
     $\\theta^*$ the parameters at the end of the previous task. $F_t$ is the empirical Fisher
     $\\frac1N \\sum_n (\\nabla_\\theta \\log p_\\theta(y_n \\mid x_n))^2$ over the task's training
     data, computed per sample (`torch.func`) with the model in eval mode, so BatchNorm statistics
-    and weights do not move. One Fisher and one anchor are kept: memory is constant in the number
-    of tasks. Protected: the backbone and the heads' shared parameters (TIL task heads are private
-    to their task; a grown CIL head is compared over the classes the anchor has).
+    and weights do not move; under DDP the ranks' sums are pooled. One Fisher and one anchor are
+    kept: memory is constant in the number of tasks. Protected: the backbone and the heads' shared
+    parameters (TIL task heads are private to their task; a grown CIL head is compared over the
+    classes the anchor has).
     Supports every scenario. Loss terms: `ce`, `ewc`.
 
     Args:
@@ -142,7 +143,13 @@ class EWC(CLAlgorithm):
                     break
         finally:
             self.train(was_training)
-        return {n: f / max(count, 1) for n, f in fisher.items()}
+        total = torch.tensor(float(count), device=device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # every rank saw its own shard: pool the sums so all ranks hold the same Fisher
+            for f in fisher.values():
+                torch.distributed.all_reduce(f)
+            torch.distributed.all_reduce(total)
+        return {n: f / total.clamp_min(1.0) for n, f in fisher.items()}
 
     def extra_cl_state(self) -> dict[str, Any]:
         """The running Fisher and the anchor."""

@@ -49,7 +49,7 @@ class LwF(CLAlgorithm):
         h1 = self._h1_on(x.device)
         with torch.no_grad():
             old_features = h1.backbone(x)
-        if isinstance(self.heads, TaskHeads):
+        if isinstance(self.heads, TaskHeads) and isinstance(h1.heads, TaskHeads):
             total = terms["distillation"]
             for t in sorted(h1.heads.task_classes):
                 with torch.no_grad():
