@@ -37,9 +37,7 @@ from torch import Tensor
 
 from clarena.metrics.functional import cl
 from clarena.metrics.functional.compatibility import pooled_compatibility
-
-#: Version of the `state_dict` and `metrics.json` layouts.
-FORMAT_VERSION = 1
+from clarena.metrics.writers import FORMAT_VERSION
 
 
 def _labels(name: str, value: Any) -> Tensor:

@@ -25,6 +25,7 @@ from typing import Any
 
 from clarena.metrics.html import figure, page, pct, table
 from clarena.metrics.sweep_plots import KIND_STYLE
+from clarena.metrics.writers import FORMAT_VERSION
 
 
 @dataclass
@@ -59,8 +60,15 @@ def load_metrics(results_dir: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ValueError(f"cannot read {path}: {error}; re-run the experiment") from error
-    if not isinstance(data, dict) or "accuracy_matrix" not in data:
-        raise ValueError(f"{path} is not a clarena metrics file (no accuracy_matrix)")
+    required = ("accuracy_matrix", "average_accuracy_per_task", "summary", "compatibility")
+    missing = [key for key in required if not isinstance(data, dict) or key not in data]
+    if missing:
+        raise ValueError(f"{path} is not a clarena metrics file (no {', '.join(missing)})")
+    if data.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has format {data['format_version']}, newer than this clarena reads "
+            f"({FORMAT_VERSION}); upgrade clarena"
+        )
     return data
 
 

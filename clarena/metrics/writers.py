@@ -28,6 +28,9 @@ from typing import Any
 
 from clarena.metrics import plots
 
+#: Version of the `metrics.json` and `CLResults.state_dict` layouts.
+FORMAT_VERSION = 1
+
 #: Columns of `compatibility.csv`, in order.
 COMPATIBILITY_COLUMNS: tuple[str, ...] = (
     "comparison",
