@@ -1,0 +1,55 @@
+"""Every experiment config runs end to end, shrunk to a few batches per task (in-process)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clarena.cl_datasets.sources import DEBIAN_FASHION_MNIST
+from clarena.pipelines.config import compose_config, searchpath_override, validate_config
+from clarena.pipelines.task_loop import run_experiment
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS, EXAMPLES = ROOT / "clarena" / "configs", ROOT / "example_configs"
+HAVE_FMNIST = (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file()
+
+
+def _experiments(root: Path) -> list[str]:
+    return sorted(p.stem for p in (root / "experiment").glob("*.yaml"))
+
+
+CASES = [(e, False) for e in _experiments(CONFIGS)] + [(e, True) for e in _experiments(EXAMPLES)]
+
+
+@pytest.mark.parametrize(("experiment", "user"), CASES)
+def test_experiment_runs_end_to_end_on_a_few_batches(
+    experiment: str, user: bool, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    overrides = [
+        *(searchpath_override([str(EXAMPLES)]) if user else []),
+        f"experiment={experiment}",
+        f"output_dir={run}",
+        "trainer.max_epochs=-1",
+        "trainer.max_steps=2",
+        "++trainer.limit_test_batches=1",
+        "trainer.enable_progress_bar=false",
+        "logger=none",
+    ]
+    cfg = compose_config(overrides)
+    if cfg.cl_dataset.source == "fashion_mnist" and not HAVE_FMNIST:
+        pytest.skip("needs Debian's dataset-fashion-mnist")
+    if "fisher_num_samples" in cfg.cl_algorithm:
+        cfg.cl_algorithm.fisher_num_samples = 64
+    validate_config(cfg)
+    run.mkdir()
+    results = run_experiment(cfg, run)
+    tasks = int(cfg.cl_dataset.num_tasks)
+    assert results.num_tasks == tasks
+    metrics = json.loads((run / "results" / "metrics.json").read_text())
+    assert metrics["scenario"] == cfg.scenario and len(metrics["accuracy_matrix"]) == tasks
+    assert (run / "checkpoints" / f"after_task_{tasks}.pt").is_file()
