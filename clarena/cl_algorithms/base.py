@@ -120,6 +120,9 @@ class CLAlgorithm(LightningModule):
         self.test_outputs: dict[int, dict[str, Tensor]] = {}
         """After testing, per task: `preds`, `preds_task_aware`, `targets` (int64, CPU)."""
         self._test_parts: dict[int, dict[str, list[Tensor]]] = {}
+        self.fit_device: torch.device | None = None
+        """The device of the last `fit` (Lightning moves the model back to the CPU afterwards);
+        task-end computations such as EWC's Fisher run there."""
 
     # ------------------------------------------------------------------ model
     def forward(self, x: Tensor, task_ids: Tensor) -> Tensor:
@@ -210,6 +213,10 @@ class CLAlgorithm(LightningModule):
         self.log("val/ce", F.cross_entropy(logits, y), batch_size=x.shape[0])
         acc = (logits.argmax(1) == y).float().mean()
         self.log("val/acc", acc, prog_bar=True, batch_size=x.shape[0])
+
+    def on_fit_start(self) -> None:
+        """Remember the training device for the task-end computations."""
+        self.fit_device = self.device
 
     def configure_optimizers(self) -> Any:
         """A fresh optimizer (and scheduler) over `trainable_parameters()`, each task."""

@@ -91,7 +91,7 @@ class EWC(CLAlgorithm):
         if not self.anchors:
             terms["ewc"] = logits.new_zeros(())
             return terms
-        if next(iter(self.anchors.values())).device != x.device:
+        if any(a.device != x.device for a in (*self.anchors.values(), *self.fisher.values())):
             self.fisher = {n: f.to(x.device) for n, f in self.fisher.items()}
             self.anchors = {n: a.to(x.device) for n, a in self.anchors.items()}
         current = self.protected_parameters()
@@ -109,8 +109,10 @@ class EWC(CLAlgorithm):
 
     def compute_fisher(self, loader: Any) -> dict[str, Tensor]:
         """Empirical diagonal Fisher of the protected parameters over `loader`, in eval mode."""
+        home = self._model_device()
+        device = self.fit_device or home
+        self.to(device)  # back where it was trained (Lightning leaves it on the CPU after fit)
         params = {n: p.detach() for n, p in self.protected_parameters().items()}
-        device = self._model_device()
 
         def sample_loss(p: dict[str, Tensor], xi: Tensor, yi: Tensor, task: int) -> Tensor:
             task_ids = torch.full((1,), task, dtype=torch.long, device=xi.device)
@@ -143,13 +145,14 @@ class EWC(CLAlgorithm):
                     break
         finally:
             self.train(was_training)
+            self.to(home)
         total = torch.tensor(float(count), device=device)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             # every rank saw its own shard: pool the sums so all ranks hold the same Fisher
             for f in fisher.values():
                 torch.distributed.all_reduce(f)
             torch.distributed.all_reduce(total)
-        return {n: f / total.clamp_min(1.0) for n, f in fisher.items()}
+        return {n: (f / total.clamp_min(1.0)).to(home) for n, f in fisher.items()}
 
     def extra_cl_state(self) -> dict[str, Any]:
         """The running Fisher and the anchor."""

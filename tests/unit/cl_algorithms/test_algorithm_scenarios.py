@@ -24,6 +24,7 @@ def test_supported_pairs_run_two_tasks_and_others_are_refused(name: str, scenari
     stream = SyntheticStream(scenario)
     run_tasks(algorithm, stream, [1, 2])
     assert algorithm.task_id == 2
+    assert algorithm.fit_device == torch.device("cpu")
     assert sorted(algorithm.test_outputs) == [1, 2]
     for t, out in algorithm.test_outputs.items():
         n = len(stream.test_sets[t - 1])
