@@ -55,6 +55,7 @@ __all__ = [
     "list_sources",
     "load_source",
     "loader",
+    "partition",
     "paths",
     "permuted",
     "resolve_data_root",

@@ -15,14 +15,15 @@ Label spaces (task $t$ holds the classes $c_{t,0}, \\dots, c_{t,C_t-1}$ in its o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 
 from clarena.cl_datasets.loader import InMemoryLoader
+from clarena.cl_datasets.partition import stratified_parts
 from clarena.cl_datasets.paths import default_data_root, resolve_data_root
 from clarena.cl_datasets.sources import SourceData, source_info
 from clarena.cl_datasets.transforms import BatchTransform, PixelPermutation, Rotation, channel_stats
@@ -148,7 +149,9 @@ class CLDataset(LightningDataModule):
         return len(self.task_classes())
 
     def _check_task(self, task_id: int) -> None:
-        if not isinstance(task_id, int) or not 1 <= task_id <= self.num_tasks:
+        if isinstance(task_id, bool) or not isinstance(task_id, Integral):
+            raise ValueError(f"task_id must be an integer in 1..{self.num_tasks}, got {task_id!r}")
+        if not 1 <= task_id <= self.num_tasks:
             raise ValueError(f"task_id must be an integer in 1..{self.num_tasks}, got {task_id!r}")
 
     def classes_of_task(self, task_id: int) -> tuple[int, ...]:
@@ -181,7 +184,7 @@ class CLDataset(LightningDataModule):
     def setup_task(self, task_id: int, cumulative: bool = False) -> None:
         """Make task `task_id` current; `cumulative=True` trains on all tasks `1..task_id`."""
         self._check_task(task_id)
-        self.task_id = task_id
+        self.task_id = int(task_id)
         self._serve_cumulative = cumulative or self.cumulative
         self._ensure_loaded()
 
@@ -215,15 +218,12 @@ class CLDataset(LightningDataModule):
             self._data = info.load(root, self.download)
         if "train" in self._pools:
             return
-        classes = self._data.train_y.numpy()
-        rng = np.random.default_rng([self.seed, 1])
-        val = np.zeros(len(classes), dtype=bool)
-        for c in np.unique(classes):
-            members = rng.permutation(np.flatnonzero(classes == c))
-            val[members[: round(len(members) * self.val_fraction)]] = True
+        train, val = stratified_parts(
+            self._data.train_y.numpy(), [1 - self.val_fraction, self.val_fraction], self.seed, 1
+        )
         self._pools = {
-            "train": torch.from_numpy(np.flatnonzero(~val)),
-            "val": torch.from_numpy(np.flatnonzero(val)),
+            "train": torch.from_numpy(train),
+            "val": torch.from_numpy(val),
             "test": torch.arange(self._data.test_y.shape[0]),
         }
         if self.normalize_mean is None or self.normalize_std is None:

@@ -19,11 +19,12 @@ import numpy as np
 import torch
 
 from clarena.cl_datasets.base import CLDataset
+from clarena.cl_datasets.partition import stratified_parts
 from clarena.cl_datasets.sources import SourceData
 
 
 def chunk_positions(classes: np.ndarray, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
-    """Cut sample positions into disjoint, covering, class-stratified chunks.
+    """Cut sample positions into disjoint, covering, class-stratified chunks (seeded).
 
     Args:
         classes: the class of every sample.
@@ -33,16 +34,7 @@ def chunk_positions(classes: np.ndarray, fractions: Sequence[float], seed: int) 
     Returns:
         One sorted array of positions per chunk.
     """
-    bounds = np.concatenate([[0.0], np.cumsum(fractions)])
-    bounds[-1] = 1.0
-    rng = np.random.default_rng([seed, 4])
-    chunks: list[list[np.ndarray]] = [[] for _ in fractions]
-    for c in np.unique(classes):
-        members = rng.permutation(np.flatnonzero(classes == c))
-        cuts = np.rint(bounds * len(members)).astype(int)
-        for i in range(len(fractions)):
-            chunks[i].append(members[cuts[i] : cuts[i + 1]])
-    return [np.sort(np.concatenate(parts)) for parts in chunks]
+    return stratified_parts(classes, fractions, seed, stream=4)
 
 
 class DataIncrementalCLDataset(CLDataset):

@@ -16,10 +16,12 @@ class _Probe(pl.LightningModule):
         super().__init__()
         self.net = nn.Linear(64, 2)
         self.seen: list[tuple[str, int, int]] = []
+        self.inputs: dict[int, list[torch.Tensor]] = {}
 
     def training_step(self, batch, batch_idx):
         x, y, _ = batch
         self.seen.append(("train", self.current_epoch, x.shape[0]))
+        self.inputs.setdefault(self.current_epoch, []).append(x.clone())
         return nn.functional.cross_entropy(self.net(x.flatten(1)), y)
 
     def validation_step(self, batch, batch_idx):
@@ -50,7 +52,12 @@ def test_trainer_fits_and_tests_on_the_in_memory_loaders():
     train = [n for kind, _, n in model.seen if kind == "train"]
     assert train == [100, 100, 44, 100, 100, 44]
     assert [n for kind, _, n in model.seen if kind == "val"][-1:] == [27]
-    assert data.train_dataloader().sampler.epoch == 0  # a fresh loader for each fit
+    # Lightning set each epoch's order: a fresh loader set to epoch e replays exactly epoch e.
+    for e in (0, 1):
+        replay = data.train_dataloader()
+        replay.sampler.set_epoch(e)
+        assert all(torch.equal(a, b) for a, (b, _, _) in zip(model.inputs[e], replay, strict=True))
+    assert not torch.equal(model.inputs[0][0], model.inputs[1][0])  # reshuffled
     model.seen.clear()
     trainer.test(model, datamodule=data, verbose=False)
     # Test: digits 0, 1 (44 + 45) for task 1, digits 2, 3 (44 + 45) for task 2.
