@@ -110,11 +110,8 @@ class CLDataset(LightningDataModule):
         self.data_root, self.seed, self.download = data_root, int(seed), download
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_fraction = float(val_fraction)
-        self.augment, self.crop_padding, self.horizontal_flip = (
-            augment,
-            crop_padding,
-            horizontal_flip,
-        )
+        self.augment, self.horizontal_flip = augment, horizontal_flip
+        self.crop_padding = crop_padding
         self.normalize_mean, self.normalize_std = normalize_mean, normalize_std
         self.test_all_tasks, self.cumulative, self.drop_last = test_all_tasks, cumulative, drop_last
         self.device = torch.device(device) if device is not None else None
@@ -231,9 +228,7 @@ class CLDataset(LightningDataModule):
         mean = list(self.normalize_mean) if self.normalize_mean is not None else mean
         std = list(self.normalize_std) if self.normalize_std is not None else std
         if len(mean) != self.input_shape[0] or len(std) != self.input_shape[0]:
-            raise ValueError(
-                f"normalize_mean/std need {self.input_shape[0]} values (one a channel)"
-            )
+            raise ValueError(f"normalize_mean/std need {self.input_shape[0]} values, one a channel")
         self._transform = BatchTransform(
             mean,
             std,

@@ -138,3 +138,20 @@ def test_data_incremental_tasks_new_chunks_or_all_data_so_far():
     cumulative = DataIncrementalCLDataset(source, "DataIL", num_tasks=3, cumulative=True, **PLAIN)
     cumulative.setup_task(3)
     assert cumulative.train_dataloader().num_samples == 60
+
+
+def test_unequal_tasks_from_a_list_of_counts():
+    classes = torch.arange(6).repeat(2)
+    source = SourceData("encoded", encode(classes), classes, encode(classes), classes, 6)
+    dims = {
+        scenario: [
+            SplitCLDataset(source, scenario, classes_per_task=[1, 2, 3], **PLAIN).output_dim(t)
+            for t in (1, 2, 3)
+        ]
+        for scenario in ("TIL", "CIL", "DIL")
+    }
+    assert dims == {"TIL": [1, 2, 3], "CIL": [1, 3, 6], "DIL": [3, 3, 3]}
+    data = SplitCLDataset(source, "CIL", classes_per_task=[1, 2, 3], class_order=[5, 4, 3, 2, 1, 0])
+    assert [data.label_map(t) for t in (1, 2, 3)] == [{5: 0}, {4: 1, 3: 2}, {2: 3, 1: 4, 0: 5}]
+    with pytest.raises(ValueError, match=r"3 tasks of \[2, 2, 3\] classes need 7 classes"):
+        SplitCLDataset(source, "CIL", classes_per_task=[2, 2, 3])
