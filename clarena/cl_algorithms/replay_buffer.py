@@ -59,7 +59,10 @@ class ReplayBuffer:
         self.y = torch.zeros(self.capacity, dtype=torch.long, device=x.device)
         self.task_ids = torch.zeros(self.capacity, dtype=torch.long, device=x.device)
         if logits is not None:
-            self.logits = logits.new_zeros((self.capacity, logits.shape[1]))
+            # float32 whatever the training precision, so stored logits keep their resolution
+            self.logits = torch.zeros(
+                (self.capacity, logits.shape[1]), dtype=torch.float32, device=x.device
+            )
             self.logit_widths = torch.zeros(self.capacity, dtype=torch.long, device=x.device)
 
     def _slot(self, label: int) -> int | None:

@@ -112,3 +112,12 @@ def test_buffer_survives_a_checkpoint_round_trip(tmp_path) -> None:
 def test_bad_capacity() -> None:
     with pytest.raises(ValueError, match="capacity must be a positive int"):
         ReplayBuffer(0)
+
+
+def test_logits_are_stored_in_float32() -> None:
+    buffer = ReplayBuffer(2)
+    one = torch.ones(1, dtype=torch.long)
+    logits = torch.tensor([[1.0078125]], dtype=torch.bfloat16)  # as under bf16 autocast
+    buffer.add(torch.zeros(1, 1), one, one, logits=logits)
+    assert buffer.logits is not None and buffer.logits.dtype == torch.float32
+    assert buffer.logits[0, 0].item() == 1.0078125
