@@ -117,10 +117,13 @@ def _find(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _missing_error(name: str, folder: Path, files: list[str]) -> DatasetNotFoundError:
+def _missing_error(
+    name: str, folder: Path, files: list[str], how: str, download: bool
+) -> DatasetNotFoundError:
+    why = "could not be downloaded" if download else "download=false"
     return DatasetNotFoundError(
-        f"{name} files not found and could not be downloaded: put {', '.join(files)} (or their "
-        f".gz) into {str(folder)!r}, or use the cl_dataset split_digits, which needs no files"
+        f"{name} files not found ({why}): put {', '.join(files)} ({how}) "
+        f"into {str(folder)!r}, or use the cl_dataset split_digits, which needs no files"
     )
 
 
@@ -159,7 +162,7 @@ def _idx_source(name: str, subfolder: str, extra: tuple[Path, ...], tv_class: st
             else:
                 return load(data_root, False)
         missing = [stem for stem in _IDX_FILES if _find(home, stem) is None]
-        raise _missing_error(name, home, missing)
+        raise _missing_error(name, home, missing, "plain or .gz IDX files", download)
 
     return load
 
@@ -183,7 +186,8 @@ def _cifar_source(name: str, folder: str, train: list[str], label_key: str, tv_c
             else:
                 return load(data_root, False)
         if missing:
-            raise _missing_error(name, home, missing)
+            archive = "cifar-10-python.tar.gz" if name == "cifar10" else "cifar-100-python.tar.gz"
+            raise _missing_error(name, home, missing, f"extracted from {archive}", download)
         test_file = "test_batch" if name == "cifar10" else "test"
         parts = [read_cifar_batch(home / f, label_key) for f in train]
         test_x, test_y = read_cifar_batch(home / test_file, label_key)
