@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import pickle
 
 import numpy as np
 import pytest
@@ -99,3 +100,18 @@ def test_other_settings():
         SplitCLDataset("digits", "TIL", classes_per_task=2).setup_task(0)
     with pytest.raises(RuntimeError, match="call setup_task"):
         SplitCLDataset("digits", "TIL", classes_per_task=2).train_dataloader()
+
+
+def test_truncated_cifar_batch(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    batch = {"data": np.zeros((2, 3072), np.uint8), "fine_labels": [1, 2]}
+    (folder / "train").write_bytes(pickle.dumps(batch)[:-40])
+    (folder / "test").write_bytes(pickle.dumps(batch))
+    with pytest.raises(ValueError, match=r"corrupt CIFAR batch file .*train"):
+        load_source("cifar100", tmp_path, download=False)
+    (folder / "train").write_bytes(
+        pickle.dumps({"data": np.zeros((2, 100), np.uint8), "fine_labels": [1, 2]})
+    )
+    with pytest.raises(ValueError, match=r"do not match the \(N, 3072\) layout"):
+        load_source("cifar100", tmp_path, download=False)
