@@ -72,7 +72,12 @@ class BCAlgorithm(CLAlgorithm):
             raise ValueError(f"{name}: replay_weight must be ≥ 0, got {replay_weight}.")
         self.dissonance = self.make_regularizer(loss, lambda_c)
         self.buffer = (
-            ReplayBuffer(buffer_size, class_balanced=class_balanced, seed=buffer_seed)
+            ReplayBuffer(
+                buffer_size,
+                class_balanced=class_balanced,
+                seed=buffer_seed,
+                per_task_classes=self.scenario == "TIL",
+            )
             if buffer_size > 0
             else None
         )

@@ -52,7 +52,12 @@ class DER(CLAlgorithm):
                 f"{replay_batch_size}."
             )
         self.logit_distillation = DistillationReg(alpha, distance="MSE")
-        self.buffer = ReplayBuffer(buffer_size, class_balanced=class_balanced, seed=buffer_seed)
+        self.buffer = ReplayBuffer(
+            buffer_size,
+            class_balanced=class_balanced,
+            seed=buffer_seed,
+            per_task_classes=self.scenario == "TIL",
+        )
         self.replay_batch_size = replay_batch_size
 
     def stored_logit_distance(self, logits: Tensor, stored: Tensor, widths: Tensor) -> Tensor:

@@ -48,7 +48,12 @@ class ER(CLAlgorithm):
                 f"{type(self).__name__}: replay_weight must be ≥ 0 and replay_batch_size positive, "
                 f"got {replay_weight} and {replay_batch_size}."
             )
-        self.buffer = ReplayBuffer(buffer_size, class_balanced=class_balanced, seed=buffer_seed)
+        self.buffer = ReplayBuffer(
+            buffer_size,
+            class_balanced=class_balanced,
+            seed=buffer_seed,
+            per_task_classes=self.scenario == "TIL",
+        )
         self.replay_batch_size = replay_batch_size
         self.replay_weight = float(replay_weight)
 

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+_KEY_STRIDE = 1 << 32  # class key (task, label) = task · 2³² + label
+
 
 class ReplayBuffer:
     """Reservoir replay buffer of `(x, y, task_ids[, logits])` samples.
@@ -31,13 +33,22 @@ class ReplayBuffer:
         class_balanced: use class-balancing reservoir sampling instead of plain reservoir sampling.
         seed: seed of the buffer's own random generator (insertion and sampling never touch the
             global torch RNG, so adding a buffer does not change the rest of a run's randomness).
+        per_task_classes: for class balance, a class is the pair (task id, label) rather than the
+            label (TIL, where every task's labels start at 0).
     """
 
-    def __init__(self, capacity: int, class_balanced: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        class_balanced: bool = False,
+        seed: int = 0,
+        per_task_classes: bool = False,
+    ) -> None:
         if int(capacity) <= 0:
             raise ValueError(f"ReplayBuffer: capacity must be a positive int, got {capacity}.")
         self.capacity = int(capacity)
         self.class_balanced = bool(class_balanced)
+        self.per_task_classes = bool(per_task_classes)
         self.generator = torch.Generator().manual_seed(int(seed))
         self.num_seen = 0
         self.seen_per_class: dict[int, int] = {}
@@ -65,25 +76,34 @@ class ReplayBuffer:
             )
             self.logit_widths = torch.zeros(self.capacity, dtype=torch.long, device=x.device)
 
-    def _slot(self, label: int) -> int | None:
+    def _key(self, label: int, task: int) -> int:
+        """The class identity used for balancing."""
+        return task * _KEY_STRIDE + label if self.per_task_classes else label
+
+    def _stored_keys(self) -> Tensor:
+        assert self.y is not None and self.task_ids is not None
+        y = self.y[: self.size].cpu()
+        return self.task_ids[: self.size].cpu() * _KEY_STRIDE + y if self.per_task_classes else y
+
+    def _slot(self, key: int) -> int | None:
         """The slot the next sample (already counted in `num_seen`) goes to, or None to drop it."""
         if self.size < self.capacity:
             return self.size
         if not self.class_balanced:
             j = self._randint(self.num_seen)
             return j if j < self.capacity else None
-        assert self.y is not None
-        counts = torch.bincount(self.y[: self.size].cpu())
+        keys = self._stored_keys()
+        classes, counts = torch.unique(keys, return_counts=True)
         largest = int(counts.max())
-        own = int(counts[label]) if label < len(counts) else 0
+        own = int(counts[classes == key].sum())
         if own < largest:  # not a largest class: evict a random sample of a largest class
-            big = torch.nonzero(counts == largest).flatten()
+            big = classes[counts == largest]
             cls = int(big[self._randint(len(big))])
         else:  # a largest class: keep with probability m_c / n_c, evicting its own kind
-            if self._randint(self.seen_per_class[label]) >= own:
+            if self._randint(self.seen_per_class[key]) >= own:
                 return None
-            cls = label
-        members = torch.nonzero(self.y[: self.size].cpu() == cls).flatten()
+            cls = key
+        members = torch.nonzero(keys == cls).flatten()
         return int(members[self._randint(len(members))])
 
     @torch.no_grad()
@@ -120,11 +140,12 @@ class ReplayBuffer:
             if logit_widths is None:
                 logit_widths = torch.full_like(y, logits.shape[1])
             widths = logit_widths.tolist()
-        labels = y.tolist()
+        labels, tasks = y.tolist(), task_ids.tolist()
         for i, label in enumerate(labels):
             self.num_seen += 1
-            self.seen_per_class[label] = self.seen_per_class.get(label, 0) + 1
-            slot = self._slot(label)
+            key = self._key(label, tasks[i])
+            self.seen_per_class[key] = self.seen_per_class.get(key, 0) + 1
+            slot = self._slot(key)
             if slot is None:
                 continue
             self.x[slot] = x[i].to(self.x.device, self.x.dtype)
@@ -183,6 +204,7 @@ class ReplayBuffer:
         return {
             "capacity": self.capacity,
             "class_balanced": self.class_balanced,
+            "per_task_classes": self.per_task_classes,
             "num_seen": self.num_seen,
             "seen_per_class": dict(self.seen_per_class),
             "size": self.size,
@@ -202,6 +224,7 @@ class ReplayBuffer:
                 f"{self.capacity}; use the run's original buffer size."
             )
         self.class_balanced = bool(state["class_balanced"])
+        self.per_task_classes = bool(state.get("per_task_classes", False))
         self.num_seen = int(state["num_seen"])
         self.seen_per_class = {int(k): int(v) for k, v in state["seen_per_class"].items()}
         self.size = int(state["size"])

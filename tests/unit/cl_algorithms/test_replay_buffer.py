@@ -121,3 +121,25 @@ def test_logits_are_stored_in_float32() -> None:
     buffer.add(torch.zeros(1, 1), one, one, logits=logits)
     assert buffer.logits is not None and buffer.logits.dtype == torch.float32
     assert buffer.logits[0, 0].item() == 1.0078125
+
+
+def test_til_classes_are_balanced_per_task() -> None:
+    # TIL labels restart at 0 in every task: 80 task-1 samples (labels 0, 1) then 10 task-2 samples
+    # (labels 0, 1) into 20 slots. With classes keyed by (task, label) the four classes get 5 each.
+    y = torch.tensor([0, 1] * 40 + [0, 1] * 5)
+    tasks = torch.tensor([1] * 80 + [2] * 10)
+    x = torch.zeros(90, 1)
+    buffer = ReplayBuffer(20, class_balanced=True, seed=0, per_task_classes=True)
+    for start in range(0, 90, 10):
+        rows = slice(start, start + 10)
+        buffer.add(x[rows], y[rows], tasks[rows])
+    assert buffer.task_ids is not None and buffer.y is not None
+    pairs = sorted(zip(buffer.task_ids.tolist(), buffer.y.tolist()))
+    assert [pairs.count(p) for p in [(1, 0), (1, 1), (2, 0), (2, 1)]] == [5, 5, 5, 5]
+    assert build_er_buffer("TIL").per_task_classes and not build_er_buffer("CIL").per_task_classes
+
+
+def build_er_buffer(scenario: str) -> ReplayBuffer:
+    from cl_synthetic_stream import build_algorithm
+
+    return build_algorithm("er", scenario, class_balanced=True).buffer
