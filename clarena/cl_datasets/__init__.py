@@ -9,7 +9,16 @@
   `mnist`, `fashion_mnist`, `cifar10`, `cifar100`, or a `SourceData` of your own tensors.
 
 Data lives in memory as uint8 tensors on the training device and is normalised (and, for CIFAR,
-augmented) a batch at a time there. Batches are `(x, y, task_ids)`; tasks are numbered from 1.
+augmented) a batch at a time there. Batches are `(x, y, task_ids)`; tasks are numbered from 1;
+the label spaces of the scenarios `TIL`, `CIL`, `DIL` and `DataIL` are described in
+`clarena.cl_datasets.base`.
+
+Files are read from `data_root` (default: `default_data_root()`, i.e. `$CLARENA_DATA_ROOT` or
+`~/.local/share/clarena/data`) in torchvision's layout and downloaded there where the network
+allows; a missing dataset raises `DatasetNotFoundError` saying which files must go where.
+Hydra configs for the usual benchmarks are in `clarena/configs/cl_dataset/` (`split_digits`,
+`split_mnist`, `split_fmnist`, `permuted_mnist`, `permuted_fmnist`, `rotated_mnist`,
+`split_cifar10`, `split_cifar100`, `update_fmnist`, `update_digits`, `permuted_digits`).
 
 Example:
     >>> from clarena.cl_datasets import SplitCLDataset

@@ -50,3 +50,12 @@ def test_split_digits_default_runs_offline():
     # Digits per class: 178 182 177 183 181 182 181 179 174 180; a quarter (rounded down) of each
     # is test data: 44 45 44 45 45 45 45 44 43 45, so the tasks hold 89, 89, 90, 89, 88.
     assert [loader.num_samples for loader in data.test_dataloader()] == [89, 89, 90, 89, 88]
+
+
+def test_package_docstring_example_runs():
+    import doctest
+
+    import clarena.cl_datasets
+
+    result = doctest.testmod(clarena.cl_datasets)
+    assert result.attempted == 6 and result.failed == 0
