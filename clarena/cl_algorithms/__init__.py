@@ -24,7 +24,7 @@ A new algorithm is a subclass implementing `loss_terms(batch)` from the regulari
 """
 
 from clarena.cl_algorithms import regularizers
-from clarena.cl_algorithms.base import CLAlgorithm, Snapshot
+from clarena.cl_algorithms.base import CLAlgorithm
 from clarena.cl_algorithms.bc_base import BCAlgorithm
 from clarena.cl_algorithms.bc_new_error import BCNewError
 from clarena.cl_algorithms.der import DER
@@ -35,6 +35,7 @@ from clarena.cl_algorithms.finetuning import Finetuning
 from clarena.cl_algorithms.joint import Joint
 from clarena.cl_algorithms.lwf import LwF
 from clarena.cl_algorithms.replay_buffer import ReplayBuffer
+from clarena.cl_algorithms.snapshot import Snapshot
 from clarena.cl_algorithms.strict_imitation import StrictImitation
 
 ALGORITHMS: dict[str, type[CLAlgorithm]] = {
@@ -78,5 +79,6 @@ __all__ = [
     "lwf",
     "regularizers",
     "replay_buffer",
+    "snapshot",
     "strict_imitation",
 ]

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from lightning import LightningModule
 from torch import Tensor, nn
 
+from clarena.cl_algorithms.snapshot import Snapshot, cpu_state
 from clarena.heads import Heads
 from clarena.heads.heads import SCENARIOS
 
@@ -19,33 +20,6 @@ Batch = tuple[Tensor, Tensor, Tensor]
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 """A `functools.partial`-style optimizer taking the parameters (Hydra `_partial_: true`)."""
-
-
-def _cpu_state(module: nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
-
-
-class Snapshot(nn.Module):
-    """A frozen copy of a model (backbone + heads): the reference model h1.
-
-    Built by `deepcopy`, kept in eval mode with `requires_grad=False`; `forward(x, task_ids)`
-    returns logits like the model it copies.
-    """
-
-    def __init__(self, backbone: nn.Module, heads: Heads) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.heads = heads
-        self.requires_grad_(False)
-        self.eval()
-
-    def train(self, mode: bool = True) -> Snapshot:
-        """A snapshot stays in eval mode whatever it is asked (BatchNorm statistics never move)."""
-        return super().train(False)
-
-    def forward(self, x: Tensor, task_ids: Tensor) -> Tensor:
-        """Logits of the frozen model."""
-        return self.heads(self.backbone(x), task_ids)
 
 
 class CLAlgorithm(LightningModule):
@@ -275,16 +249,16 @@ class CLAlgorithm(LightningModule):
         if self.h1 is not None:
             h1 = {
                 "heads_classes": dict(self.h1.heads.task_classes),
-                "backbone": _cpu_state(self.h1.backbone),
-                "heads": _cpu_state(self.h1.heads),
+                "backbone": cpu_state(self.h1.backbone),
+                "heads": cpu_state(self.h1.heads),
             }
         state: dict[str, Any] = {
             "algorithm": type(self).__name__,
             "scenario": self.scenario,
             "task_id": self.task_id,
             "heads_classes": dict(self.heads.task_classes),
-            "backbone": _cpu_state(self.backbone),
-            "heads": _cpu_state(self.heads),
+            "backbone": cpu_state(self.backbone),
+            "heads": cpu_state(self.heads),
             "h1": h1,
         }
         state.update(self.extra_cl_state())
