@@ -30,7 +30,11 @@ return a tensor of logits or the original library's triple `(logits, softmax, lo
 Differences from the original, on purpose: $h_2$ is evaluated once, not twice; the strict-imitation
 classes run $h_1$ without gradients and imitate its soft output (not its hard labels); the KL
 classes compute $\mathrm{KL}(h_1 \| h_2)$ with the arguments in the right order; the dissonance is
-divided by the batch size in every variant (the original divided by the support size).
+divided by the batch size in every variant (the original divided by the support size). The
+binary classes take one logit per sample by default; models ending in a sigmoid, as the original
+expected, need `output="probabilities"`. The original's options `num_classes` (KL) and
+`discriminan_pivot` (its spelling of `discriminant_pivot`) are accepted, and so is
+`reduction="batchmean"` (the same as `"mean"` here).
 """
 
 from __future__ import annotations
@@ -239,6 +243,10 @@ class BCKLDivergenceLoss(_NewError):
 class BCBinaryCrossEntropyLoss(_BCLoss):
     """New-error loss over the binary cross-entropy of one output per sample.
 
+    Models take one logit per sample by default. BackwardCompatibilityML's binary models end in a
+    sigmoid: for them pass `output="probabilities"` (the value cannot be inferred from the
+    tensor without a host synchronisation).
+
     Args:
         h1: The frozen reference model.
         h2: The model being trained; one logit per sample, `(B,)` or `(B, 1)`.
@@ -301,6 +309,10 @@ class StrictImitationKLDivergenceLoss(_StrictImitation):
 
 class StrictImitationBinaryCrossEntropyLoss(_BCLoss):
     """Strict imitation over the BCE: $d_i = -[q_1 \\log q_2 + (1-q_1)\\log(1-q_2)]$.
+
+    Models take one logit per sample by default. BackwardCompatibilityML's binary models end in a
+    sigmoid: for them pass `output="probabilities"` (the value cannot be inferred from the
+    tensor without a host synchronisation).
 
     Args:
         h1: The frozen reference model.
