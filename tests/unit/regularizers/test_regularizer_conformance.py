@@ -342,3 +342,16 @@ def test_loss_class_compiles_with_fullgraph(name):
     value.backward()
     torch.testing.assert_close(value, eager)
     assert h1.training and all(p.grad is None for p in h1.parameters())
+
+
+@pytest.mark.slow
+def test_default_inductor_backend_compiles_and_matches():
+    # one case with the default backend (code generation included), to keep CI time small; the
+    # aot_eager tests above cover tracing of every function
+    torch._dynamo.reset()
+    h1, h2, x, y = make_models("StrictImitationKLDivergenceLoss", 8, torch.float32)
+    loss_fn = make_loss("StrictImitationKLDivergenceLoss", h1, h2)
+    value = torch.compile(loss_fn, fullgraph=True)(x, y)
+    value.backward()
+    torch.testing.assert_close(value, loss_fn(x, y))
+    assert all(p.grad is None for p in h1.parameters())
