@@ -158,3 +158,14 @@ def test_parameter_change_arguments_are_validated():
         online_fisher_update({"w": torch.zeros(2)}, params, 0.5)
     # nothing anchored: a zero on the parameters' device
     assert parameter_change_reg(params, {}, 1.0).item() == 0.0
+
+
+def test_numbers_from_numpy_are_accepted_and_strings_refused():
+    import numpy as np
+
+    assert BCNewErrorReg("kl_div", np.float32(0.5)).lambda_c == 0.5
+    assert DistillationReg(np.float64(2.0), np.int64(3), "MSE").temperature == 3.0
+    with pytest.raises(ValueError, match="lambda_c"):
+        StrictImitationReg("kl_div", "0.5")
+    with pytest.raises(ValueError, match="factor"):
+        ParameterChangeReg(True)
