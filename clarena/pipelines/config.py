@@ -38,7 +38,7 @@ PASSED_BY_PIPELINE = {
     "backbone": ("input_shape",),
     "cl_algorithm": ("backbone", "heads", "optimizer", "scenario"),
     "optimizer": ("params",),
-    "trainer": ("logger", "callbacks", "plugins"),
+    "trainer": ("logger", "callbacks", "plugins", "enable_checkpointing"),
 }
 
 

@@ -43,7 +43,7 @@ def evaluate_run(run_dir: Path, output: Path) -> tuple[object, float | None]:
     from clarena.metrics import CLResults
     from clarena.pipelines import checkpoint as ckpt
     from clarena.pipelines.config import to_plain
-    from clarena.pipelines.task_loop import CONFIG_FILE, build_components, test_and_record
+    from clarena.pipelines.task_loop import CONFIG_FILE, build_components, record_test_results
 
     cfg = OmegaConf.load(run_dir / CONFIG_FILE)
     tasks = ckpt.saved_tasks(run_dir)
@@ -67,7 +67,7 @@ def evaluate_run(run_dir: Path, output: Path) -> tuple[object, float | None]:
             enable_progress_bar=False,
             default_root_dir=str(output),
         )
-        test_and_record(trainer, components, results, task_id)
+        record_test_results(trainer, components, results, task_id)
         saved.load_state_dict(state["results"])
     results.write(output, to_plain(cfg))
     new, old = results.accuracy_matrix(), saved.accuracy_matrix()

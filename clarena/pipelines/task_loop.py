@@ -91,12 +91,15 @@ def build_trainer(
     for callback in callbacks:
         if isinstance(callback, ModelCheckpoint):
             callback.dirpath = str(ckpt.within_task_dir(run_dir))
+    # without a configured ModelCheckpoint, Lightning would add its own (into the run folder)
+    checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
     callbacks += [ResumeStateCallback(task_id), *extra]
     return instantiate(
         cfg.trainer,
         logger=loggers if loggers else False,
         callbacks=callbacks,
         plugins=[ckpt.AtomicCheckpointIO()],
+        enable_checkpointing=checkpointing,
     )
 
 
@@ -111,7 +114,7 @@ def _within_task_checkpoint(run_dir: Path, task_id: int) -> Path | None:
     return path
 
 
-def test_and_record(
+def record_test_results(
     trainer: pl.Trainer, components: Components, results: CLResults, task_id: int
 ) -> None:
     """Test the model on the datamodule's test tasks and add the predictions to `results`."""
@@ -185,7 +188,7 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool) -> CLResults:
         extra = [KillSwitch(task_id, kill[2])] if kill and kill[:2] == ("step", task_id) else []
         trainer = build_trainer(cfg, run_dir, task_id, loggers, extra)
         trainer.fit(algorithm, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
-        test_and_record(trainer, components, results, task_id)
+        record_test_results(trainer, components, results, task_id)
         algorithm.on_task_end(task_id, datamodule)
         results.write(run_dir / RESULTS_DIR, plain)
         ckpt.save_task_checkpoint(

@@ -4,7 +4,7 @@
     clarena train experiment=vdv2022_lwf_til        # a complete experiment from configs/experiment/
     clarena train cl_algorithm=ewc scenario=CIL seed=2 trainer.max_epochs=5
     clarena train --config-dir my_configs experiment=my_experiment
-    clarena train -m cl_algorithm.lambda_c=0,0.5,1  # a sweep: one run per value
+    clarena train -m experiment=bc_update_fmnist cl_algorithm.lambda_c=0,0.5,1   # a sweep
     clarena train resume=outputs/default/2026-01-01_12-00-00   # continue an interrupted run
 
 Options (everything else goes to Hydra: `--cfg job`, `--info`, `hydra/launcher=...`):

@@ -1,0 +1,141 @@
+"""Whole-experiment overhead of `clarena train` against a bare PyTorch loop.
+
+Both run as whole processes (start-up included) and do the same work: split Fashion-MNIST in
+5 tasks of 2 classes (task-incremental, one 2-way head per task), the 2×400 ReLU MLP, LwF
+(cross-entropy plus the temperature-2 distillation of the frozen pre-task model's old heads),
+a fresh Adam (lr 1e-3) per task, batches of 128 reshuffled every epoch, a fixed number of steps
+per task, and after every task a test on every task so far. clarena runs
+`experiment=vdv2022_lwf_til` with its results files, checkpoints and CSV logs; the bare loop reads
+the IDX files itself and writes nothing.
+
+    python benchmarks/pipeline_vs_bare.py --steps 500 --repeats 3
+
+prints a Markdown table of the median wall times and their ratio (clarena / bare). Needs Debian's
+`dataset-fashion-mnist` (or the IDX files under `--data-root`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gzip
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def _idx(path: Path):
+    import numpy as np
+
+    raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    ndim = raw[3]
+    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def bare(steps: int, seed: int) -> None:
+    """The bare PyTorch loop (run in its own process by `main`)."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    torch.manual_seed(seed)
+    data = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        x = torch.from_numpy(_idx(FMNIST / f"{prefix}-images-idx3-ubyte.gz").copy()).float() / 255
+        y = torch.from_numpy(_idx(FMNIST / f"{prefix}-labels-idx1-ubyte.gz").copy()).long()
+        data[split] = (x.view(len(x), -1), y)
+    mean, std = data["train"][0].mean(), data["train"][0].std()
+    backbone = nn.Sequential(nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU())
+    heads = nn.ModuleList()
+    old: tuple[nn.Module, nn.ModuleList] | None = None
+    temperature = 2.0
+
+    def task_data(split: str, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = data[split]
+        keep = (y == 2 * t) | (y == 2 * t + 1)
+        return (x[keep] - mean) / std, y[keep] - 2 * t
+
+    for t in range(5):
+        heads.append(nn.Linear(400, 2))
+        x, y = task_data("train", t)
+        params = list(backbone.parameters()) + list(heads.parameters())
+        optimizer = torch.optim.Adam(params, lr=1e-3)
+        order, pos = torch.randperm(len(x)), 0
+        for _ in range(steps):
+            if pos >= len(x):  # a new epoch, reshuffled (the last batch of one may be short)
+                order, pos = torch.randperm(len(x)), 0
+            idx = order[pos : pos + 128]
+            pos += 128
+            features = backbone(x[idx])
+            loss = F.cross_entropy(heads[t](features), y[idx])
+            if old is not None:
+                with torch.no_grad():
+                    old_features = old[0](x[idx])
+                for o in range(t):
+                    with torch.no_grad():
+                        q = F.softmax(old[1][o](old_features) / temperature, dim=1)
+                    log_p = F.log_softmax(heads[o](features) / temperature, dim=1)
+                    loss = loss - (q * log_p).sum(1).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            row = []
+            for j in range(t + 1):
+                tx, ty = task_data("test", j)
+                row.append(float((heads[j](backbone(tx)).argmax(1) == ty).float().mean()))
+        print(f"after task {t + 1}: " + " ".join(f"{a:.4f}" for a in row), flush=True)
+        old = (copy.deepcopy(backbone).requires_grad_(False), copy.deepcopy(heads))
+
+
+def _timed(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode:
+        sys.exit(f"failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    return elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Time both as whole processes, alternating, and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=500, help="optimizer steps per task")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.bare:
+        bare(args.steps, args.seed)
+        return 0
+    env = {k: v for k, v in os.environ.items() if k != "CLARENA_KILL_AT"}
+    times: dict[str, list[float]] = {"clarena": [], "bare": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.repeats):
+            clarena_cmd = [
+                sys.executable, "-m", "clarena", "train", "experiment=vdv2022_lwf_til",
+                f"trainer.max_steps={args.steps}", f"seed={args.seed}",
+                "trainer.enable_progress_bar=false", f"output_dir={tmp}/run{r}",
+            ]  # fmt: skip
+            bare_cmd = [sys.executable, __file__, "--bare", f"--steps={args.steps}"]
+            times["clarena"].append(_timed(clarena_cmd, env))
+            times["bare"].append(_timed(bare_cmd, env))
+            print(f"repeat {r + 1}: clarena {times['clarena'][-1]:.1f} s, bare "
+                  f"{times['bare'][-1]:.1f} s", file=sys.stderr)  # fmt: skip
+    c, b = statistics.median(times["clarena"]), statistics.median(times["bare"])
+    print("| steps per task | clarena train (s) | bare PyTorch (s) | ratio |")
+    print("|---|---|---|---|")
+    print(f"| {args.steps} | {c:.1f} | {b:.1f} | {c / b:.2f} |")
+    print(f"(median of {args.repeats}; all clarena: {times['clarena']}, all bare: {times['bare']})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
