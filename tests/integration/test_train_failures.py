@@ -63,3 +63,21 @@ def test_a_failing_run_ends_with_one_line_and_touches_no_other_folder(
         "failed_run",
         "finished_run",
     ]
+
+
+def test_verbose_prints_the_traceback_of_a_failing_run(tmp_path: Path) -> None:
+    run = tmp_path / "failed_run"
+    proc = clarena(
+        "train",
+        "--verbose",
+        "optimizer=sgd",
+        "optimizer.lr=1e30",
+        f"output_dir={run}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert "NonFiniteLossError" in proc.stderr
+    assert (
+        proc.stderr.strip().splitlines()[-1].startswith("clarena train: error: the training loss")
+    )
