@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train_support import clarena
+from test_train_support import clarena, snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -41,20 +41,16 @@ def test_clarena_train_without_arguments_writes_the_results(tmp_path: Path) -> N
     assert "Traceback" not in proc.stderr
 
 
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-
-
 def test_clarena_eval_re_tests_the_saved_models_and_rewrites_nothing(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = ("cl_dataset.num_tasks=3", "trainer.max_epochs=1", "scenario=CIL", "logger=none")
     trained = clarena("train", *args, f"output_dir={run}", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr[-2000:]
-    before = _snapshot(run)
+    before = snapshot(run)
     proc = clarena("eval", str(run), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "identical to the accuracy matrix saved by training" in proc.stdout
-    after = _snapshot(run)
+    after = snapshot(run)
     new = sorted(k for k in after if k not in before)
     assert {k: after[k] for k in before} == before  # nothing of the run rewritten
     assert all(k.startswith("eval/") for k in new) and "eval/accuracy_matrix.csv" in new

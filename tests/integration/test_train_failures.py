@@ -6,21 +6,12 @@ Each stops with one line naming the cause and the fix, exit code 1, the tracebac
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
-from test_train_support import clarena
+from test_train_support import clarena, snapshot
 
 pytestmark = pytest.mark.integration
-
-
-def _snapshot(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.mark.parametrize(
@@ -44,7 +35,7 @@ def test_a_failing_run_ends_with_one_line_and_touches_no_other_folder(
     finished = tmp_path / "finished_run" / "results"
     finished.mkdir(parents=True)
     (finished / "accuracy_matrix.csv").write_text("after_training_task,average_accuracy\n1,0.5\n")
-    before = _snapshot(tmp_path / "finished_run")
+    before = snapshot(tmp_path / "finished_run")
 
     run = tmp_path / "failed_run"
     proc = clarena("train", *args, f"data_root={data_root}", f"output_dir={run}", cwd=tmp_path)
@@ -57,7 +48,7 @@ def test_a_failing_run_ends_with_one_line_and_touches_no_other_folder(
     assert last.endswith(f"[traceback in {run / 'train.log'}]")
     assert "Traceback" not in proc.stderr and "HYDRA_FULL_ERROR" not in proc.stderr
     assert "Traceback" in (run / "train.log").read_text()
-    assert _snapshot(tmp_path / "finished_run") == before
+    assert snapshot(tmp_path / "finished_run") == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "empty_data",
         "failed_run",

@@ -5,6 +5,7 @@ It holds no tests itself; the test files import it (`from test_train_support imp
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -25,3 +26,12 @@ def clarena(
         text=True,
         timeout=timeout,
     )
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """The SHA-256 of every file under `folder`, by relative path (to show nothing changed)."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
