@@ -36,12 +36,18 @@ def _saved(run: Path) -> list[str]:
     return sorted(p.name for p in (run / "checkpoints").glob("after_task_*.pt"))
 
 
-def test_resume_after_sigkill_between_and_inside_tasks_gives_identical_results(
-    tmp_path: Path,
-) -> None:
-    reference = clarena("train", *ARGS, f"output_dir={tmp_path / 'reference'}", cwd=tmp_path)
-    assert reference.returncode == 0, reference.stderr[-2000:]
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list]:
+    """The results of the uninterrupted run."""
+    tmp = tmp_path_factory.mktemp("reference")
+    proc = clarena("train", *ARGS, f"output_dir={tmp / 'run'}", cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return _results(tmp / "run")
 
+
+def test_resume_after_sigkill_between_and_inside_tasks_gives_identical_results(
+    reference: tuple[str, list], tmp_path: Path
+) -> None:
     run = tmp_path / "run"
     # 1. killed right after the checkpoint of task 2
     killed = clarena(
@@ -64,7 +70,22 @@ def test_resume_after_sigkill_between_and_inside_tasks_gives_identical_results(
     assert "resuming" in log and "after task 2" in log
     assert "continuing task 3 from" in log
     assert _saved(run) == ["after_task_1.pt", "after_task_2.pt", "after_task_3.pt"]
-    assert _results(run) == _results(tmp_path / "reference")
+    assert _results(run) == reference
 
     again = clarena("train", f"resume={run}", cwd=tmp_path)
     assert again.returncode == 0 and "already finished all 3 tasks" in again.stdout
+
+
+def test_resume_after_sigkill_inside_the_first_task_gives_identical_results(
+    reference: tuple[str, list], tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    killed = clarena(
+        "train", *ARGS, f"output_dir={run}", cwd=tmp_path, env={"CLARENA_KILL_AT": "task:1:step:12"}
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert _saved(run) == []
+    resumed = clarena("train", f"resume={run}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "continuing task 1 from" in (run / "train.log").read_text()
+    assert _results(run) == reference
