@@ -66,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clarena: unknown command {name!r}; choose one of: {known}", file=sys.stderr)
         return 2
     module = importlib.import_module(available[name][0])
-    return int(module.main(rest) or 0)
+    try:
+        return int(module.main(rest) or 0)
+    except BrokenPipeError:  # output piped into a reader that closed early, e.g. `| head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
