@@ -11,11 +11,17 @@ from test_train_support import clarena
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_a_sweep_of_three_lambda_values_leaves_three_complete_runs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("launcher", [None, "local_parallel"])
+def test_a_sweep_of_three_lambda_values_leaves_three_complete_runs(
+    tmp_path: Path, launcher: str | None
+) -> None:
+    """Hydra's basic launcher runs the jobs in turn; `local_parallel` (joblib) in 2 processes."""
     sweep = tmp_path / "sweep"
+    launcher_args = [f"hydra/launcher={launcher}"] if launcher else []
     proc = clarena(
         "train",
         "-m",
+        *launcher_args,
         "cl_dataset=update_digits",
         "scenario=DataIL",
         "cl_algorithm=bc_new_error",
