@@ -7,6 +7,9 @@
   Lightning's within-task checkpoints and restores them when a task resumes from one, so that a run
   killed in the middle of a task ends with the same results as an uninterrupted run. The pipeline
   adds it.
+- `TaskProgressBar` is Lightning's rich progress bar, labelled "Epoch n" when a task's budget is
+  counted in steps (Lightning's own label would read "Epoch n/-2" there). The pipeline adds it
+  when the trainer shows a progress bar and no other bar is configured.
 - `KillSwitch` is a testing aid: with the environment variable `CLARENA_KILL_AT` set, the process
   sends itself SIGKILL at a chosen point (`task:<t>:step:<s>`: after optimizer step `s` of task `t`;
   `after_task:<t>`: right after the checkpoint of task `t` is written). The resume tests use it to
@@ -21,6 +24,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import RichProgressBar
 
 from clarena.pipelines.checkpoint import capture_rng, restore_rng
 from clarena.pipelines.errors import NonFiniteLossError
@@ -35,6 +39,17 @@ def _loss_of(outputs: Any) -> torch.Tensor | None:
     if isinstance(outputs, dict) and isinstance(outputs.get("loss"), torch.Tensor):
         return outputs["loss"]
     return None
+
+
+class TaskProgressBar(RichProgressBar):
+    """The rich progress bar, with an epoch label that reads well under a step budget."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        max_epochs = self.trainer.max_epochs
+        label = f"Epoch {current_epoch}"
+        if max_epochs is not None and max_epochs > 0:
+            label += f"/{max_epochs - 1}"
+        return f"{label:{len(self.validation_description)}}"
 
 
 class NonFiniteLossGuard(pl.Callback):

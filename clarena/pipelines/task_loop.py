@@ -29,13 +29,19 @@ from typing import Any
 
 import lightning.pytorch as pl
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from clarena.heads import make_heads
 from clarena.metrics import CLResults
 from clarena.pipelines import checkpoint as ckpt
-from clarena.pipelines.callbacks import KillSwitch, ResumeStateCallback, kill_now, kill_point
+from clarena.pipelines.callbacks import (
+    KillSwitch,
+    ResumeStateCallback,
+    TaskProgressBar,
+    kill_now,
+    kill_point,
+)
 from clarena.pipelines.config import callback_nodes, logger_nodes, to_plain
 
 log = logging.getLogger(__name__)
@@ -94,6 +100,9 @@ def build_trainer(
     # without a configured ModelCheckpoint, Lightning would add its own (into the run folder)
     checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
     callbacks += [ResumeStateCallback(task_id), *extra]
+    has_bar = any(isinstance(c, ProgressBar) for c in callbacks)
+    if cfg.trainer.get("enable_progress_bar", True) and not has_bar:
+        callbacks.append(TaskProgressBar())
     return instantiate(
         cfg.trainer,
         logger=loggers if loggers else False,
