@@ -132,7 +132,7 @@ class ResumeStateCallback(pl.Callback):
             return
         extra = self._pending.get("extra_cl_state")
         if extra and hasattr(pl_module, "load_extra_cl_state"):
-            pl_module.load_extra_cl_state(extra)
+            pl_module.load_extra_cl_state(extra)  # type: ignore[operator]
         restore_rng(self._pending["rng"])
         self._pending = None
 

@@ -91,7 +91,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 def capture_rng() -> dict[str, Any]:
     """The random-number states of python, numpy and torch (CPU and CUDA), weights-only safe."""
     version, internal, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]  # noqa: NPY002
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # noqa: NPY002
     state: dict[str, Any] = {
         "python": {"version": version, "state": list(internal), "gauss": gauss},
         "numpy": {

@@ -186,7 +186,7 @@ def _type_hints(target: Callable[..., Any]) -> tuple[dict[str, inspect.Parameter
     for klass in target.__mro__:
         if "__init__" not in vars(klass):
             continue
-        own, own_hints = _signature(klass.__init__)
+        own, own_hints = _signature(klass.__init__)  # type: ignore[misc]
         own.pop("self", None)
         forwards = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in own.values())
         for name, param in own.items():
@@ -231,7 +231,7 @@ def check_target_node(node: DictConfig, where: str, passed: Sequence[str] = ()) 
                 f"remove it or use one of {', '.join(names)}"
             )
         try:
-            value = OmegaConf.to_container(node, resolve=True)[key]  # type: ignore[index]
+            value = OmegaConf.to_container(node, resolve=True)[key]  # type: ignore[index,call-overload]
         except Exception:  # an interpolation only Hydra's runtime can resolve: checked later
             continue
         annotation = hints.get(key, params[key].annotation)
