@@ -7,6 +7,9 @@
   `bc_loss_terms`) that `clarena.losses` and the BC algorithms reuse.
 - `ParameterChangeReg` / `parameter_change_reg`: L2 and (online) EWC, with
   `online_fisher_update`.
+- `FocalDistillationKLReg` / `focal_distillation_kl` and `FocalDistillationLMReg` /
+  `focal_distillation_lm`: the focal distillation of Positive-Congruent Training (Yan et al.,
+  2021), with its per-sample weight `focal_weight`.
 """
 
 from clarena.cl_algorithms.regularizers.bc_dissonance import (
@@ -26,6 +29,13 @@ from clarena.cl_algorithms.regularizers.distillation import (
     DistillationReg,
     distillation_reg,
 )
+from clarena.cl_algorithms.regularizers.focal_distillation import (
+    FocalDistillationKLReg,
+    FocalDistillationLMReg,
+    focal_distillation_kl,
+    focal_distillation_lm,
+    focal_weight,
+)
 from clarena.cl_algorithms.regularizers.parameter_change import (
     ParameterChangeReg,
     online_fisher_update,
@@ -38,6 +48,8 @@ __all__ = [
     "OUTPUTS",
     "BCNewErrorReg",
     "DistillationReg",
+    "FocalDistillationKLReg",
+    "FocalDistillationLMReg",
     "ParameterChangeReg",
     "StrictImitationReg",
     "base_loss",
@@ -45,6 +57,10 @@ __all__ = [
     "bc_loss_terms",
     "distillation",
     "distillation_reg",
+    "focal_distillation",
+    "focal_distillation_kl",
+    "focal_distillation_lm",
+    "focal_weight",
     "imitation_divergence",
     "new_error_dissonance",
     "online_fisher_update",
