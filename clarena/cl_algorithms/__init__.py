@@ -16,6 +16,7 @@ to its class.
 | `derpp` | `DERPP` | all | `ce`, `logit_replay`, `replay_ce` |
 | `bc_new_error` | `BCNewError` | all (TIL, CIL: with a buffer) | `ce`, `replay_ce`¹, `dissonance` |
 | `strict_imitation` | `StrictImitation` | all (TIL, CIL: with a buffer) | as `bc_new_error` |
+| `focal_distillation` | `FocalDistillation` | all (TIL, CIL: with a buffer) | as `bc_new_error` |
 
 ¹ only with a replay buffer.
 
@@ -32,6 +33,7 @@ from clarena.cl_algorithms.derpp import DERPP
 from clarena.cl_algorithms.er import ER
 from clarena.cl_algorithms.ewc import EWC
 from clarena.cl_algorithms.finetuning import Finetuning
+from clarena.cl_algorithms.focal_distillation import FocalDistillation
 from clarena.cl_algorithms.joint import Joint
 from clarena.cl_algorithms.lwf import LwF
 from clarena.cl_algorithms.replay_buffer import ReplayBuffer
@@ -48,6 +50,7 @@ ALGORITHMS: dict[str, type[CLAlgorithm]] = {
     "derpp": DERPP,
     "bc_new_error": BCNewError,
     "strict_imitation": StrictImitation,
+    "focal_distillation": FocalDistillation,
 }
 """Config name → algorithm class (the one registry; the tests iterate it)."""
 
@@ -61,6 +64,7 @@ __all__ = [
     "BCNewError",
     "CLAlgorithm",
     "Finetuning",
+    "FocalDistillation",
     "Joint",
     "LwF",
     "ReplayBuffer",
@@ -75,6 +79,7 @@ __all__ = [
     "er",
     "ewc",
     "finetuning",
+    "focal_distillation",
     "joint",
     "lwf",
     "regularizers",

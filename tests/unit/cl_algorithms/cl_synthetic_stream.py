@@ -99,7 +99,8 @@ def build_algorithm(name: str, scenario: str, hidden: tuple[int, ...] = (16,), *
     backbone = MLP(input_shape=INPUT_SHAPE, hidden_dims=hidden)
     heads = make_heads(scenario, backbone.output_dim)
     optimizer = functools.partial(torch.optim.SGD, lr=0.1)
-    if name in ("bc_new_error", "strict_imitation") and scenario in ("TIL", "CIL"):
+    bc_names = ("bc_new_error", "strict_imitation", "focal_distillation")
+    if name in bc_names and scenario in ("TIL", "CIL"):
         kwargs.setdefault("buffer_size", 24)
     return ALGORITHMS[name](backbone, heads, optimizer, scenario, **kwargs)
 
