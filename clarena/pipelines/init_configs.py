@@ -25,7 +25,9 @@ search path with `--config-dir`:
 Files go into the group folders of the shipped configs (`cl_dataset/`, `backbone/`,
 `cl_algorithm/`, `optimizer/`, `trainer/`, `logger/`, `callbacks/`, `experiment/`); a file here
 adds an option to its group. Experiments start with `# @package _global_` and override only what
-differs from the defaults (see `clarena train --cfg job experiment=my_er_cil` for the result).
+differs from the defaults. To see the composed result without running it:
+
+    clarena train --config-dir {name} --cfg job experiment=my_er_cil
 """
 
 ALGORITHM = """\

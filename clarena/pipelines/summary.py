@@ -18,6 +18,12 @@ def _pct(value: float | None) -> str:
     return f"{100.0 * value:.2f}"
 
 
+def _pct_unit(value: float | None) -> str:
+    """`_pct` with its `%`, or `n/a` when the metric is not defined yet (one task)."""
+    text = _pct(value)
+    return "n/a" if text == "-" else f"{text}%"
+
+
 def accuracy_table(results: CLResults, title: str, task_aware: bool = False) -> Table:
     """The accuracy matrix (percent) with the average accuracy of every row."""
     matrix = results.accuracy_matrix(task_aware=task_aware)
@@ -44,15 +50,15 @@ def print_summary(
         console.print(accuracy_table(results, f"{heading}, task-aware", task_aware=True))
     summary = results.summary()
     line = (
-        f"average accuracy [bold]{_pct(summary['average_accuracy'])}%[/bold]   "
-        f"forgetting {_pct(summary['forgetting'])}%   "
-        f"backward transfer {_pct(summary['backward_transfer'])}%"
+        f"average accuracy [bold]{_pct_unit(summary['average_accuracy'])}[/bold]   "
+        f"forgetting {_pct_unit(summary['forgetting'])}   "
+        f"backward transfer {_pct_unit(summary['backward_transfer'])}"
     )
     console.print(line)
     if aware:
         aware_summary = results.summary(task_aware=True)
         console.print(
-            f"task-aware: average accuracy {_pct(aware_summary['average_accuracy'])}%   "
-            f"forgetting {_pct(aware_summary['forgetting'])}%"
+            f"task-aware: average accuracy {_pct_unit(aware_summary['average_accuracy'])}   "
+            f"forgetting {_pct_unit(aware_summary['forgetting'])}"
         )
     console.print(f"results: {run_dir}")
