@@ -17,6 +17,7 @@ to its class.
 | `bc_new_error` | `BCNewError` | all (TIL, CIL: with a buffer) | `ce`, `replay_ce`¹, `dissonance` |
 | `strict_imitation` | `StrictImitation` | all (TIL, CIL: with a buffer) | as `bc_new_error` |
 | `focal_distillation` | `FocalDistillation` | all (TIL, CIL: with a buffer) | as `bc_new_error` |
+| `icarl` | `ICaRL` | CIL, TIL | `bce`, `distillation` (test: nearest mean of exemplars) |
 
 ¹ only with a replay buffer.
 
@@ -34,6 +35,7 @@ from clarena.cl_algorithms.er import ER
 from clarena.cl_algorithms.ewc import EWC
 from clarena.cl_algorithms.finetuning import Finetuning
 from clarena.cl_algorithms.focal_distillation import FocalDistillation
+from clarena.cl_algorithms.icarl import ICaRL
 from clarena.cl_algorithms.joint import Joint
 from clarena.cl_algorithms.lwf import LwF
 from clarena.cl_algorithms.replay_buffer import ReplayBuffer
@@ -51,6 +53,7 @@ ALGORITHMS: dict[str, type[CLAlgorithm]] = {
     "bc_new_error": BCNewError,
     "strict_imitation": StrictImitation,
     "focal_distillation": FocalDistillation,
+    "icarl": ICaRL,
 }
 """Config name → algorithm class (the one registry; the tests iterate it)."""
 
@@ -65,6 +68,7 @@ __all__ = [
     "CLAlgorithm",
     "Finetuning",
     "FocalDistillation",
+    "ICaRL",
     "Joint",
     "LwF",
     "ReplayBuffer",
@@ -78,8 +82,10 @@ __all__ = [
     "derpp",
     "er",
     "ewc",
+    "exemplars",
     "finetuning",
     "focal_distillation",
+    "icarl",
     "joint",
     "lwf",
     "regularizers",
