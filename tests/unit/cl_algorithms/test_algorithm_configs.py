@@ -30,7 +30,8 @@ def test_every_registered_algorithm_has_a_config_and_no_more() -> None:
 @pytest.mark.parametrize("name", list(ALGORITHMS))
 def test_algorithm_config_instantiates(name: str) -> None:
     backbone = instantiate(_load("backbone", "mlp"), input_shape=(1, 8, 8))
-    scenario = "DIL"
+    supported = ALGORITHMS[name].supported_scenarios
+    scenario = "DIL" if "DIL" in supported else supported[0]
     algorithm = instantiate(
         _load("cl_algorithm", name),
         backbone=backbone,
