@@ -18,6 +18,9 @@ to its class.
 | `strict_imitation` | `StrictImitation` | all (TIL, CIL: with a buffer) | as `bc_new_error` |
 | `focal_distillation` | `FocalDistillation` | all (TIL, CIL: with a buffer) | as `bc_new_error` |
 | `icarl` | `ICaRL` | CIL, TIL | `bce`, `distillation` (test: nearest mean of exemplars) |
+| `si` | `SI` | all | `ce`, `si` |
+| `mas` | `MAS` | all | `ce`, `mas` |
+| `agem` | `AGEM` | all | `ce` (its gradient projected) |
 
 ¹ only with a replay buffer.
 
@@ -26,6 +29,7 @@ A new algorithm is a subclass implementing `loss_terms(batch)` from the regulari
 """
 
 from clarena.cl_algorithms import regularizers
+from clarena.cl_algorithms.agem import AGEM
 from clarena.cl_algorithms.base import CLAlgorithm
 from clarena.cl_algorithms.bc_base import BCAlgorithm
 from clarena.cl_algorithms.bc_new_error import BCNewError
@@ -38,7 +42,9 @@ from clarena.cl_algorithms.focal_distillation import FocalDistillation
 from clarena.cl_algorithms.icarl import ICaRL
 from clarena.cl_algorithms.joint import Joint
 from clarena.cl_algorithms.lwf import LwF
+from clarena.cl_algorithms.mas import MAS
 from clarena.cl_algorithms.replay_buffer import ReplayBuffer
+from clarena.cl_algorithms.si import SI
 from clarena.cl_algorithms.snapshot import Snapshot
 from clarena.cl_algorithms.strict_imitation import StrictImitation
 
@@ -54,15 +60,21 @@ ALGORITHMS: dict[str, type[CLAlgorithm]] = {
     "strict_imitation": StrictImitation,
     "focal_distillation": FocalDistillation,
     "icarl": ICaRL,
+    "si": SI,
+    "mas": MAS,
+    "agem": AGEM,
 }
 """Config name → algorithm class (the one registry; the tests iterate it)."""
 
 __all__ = [
+    "AGEM",
     "ALGORITHMS",
     "DER",
     "DERPP",
     "ER",
     "EWC",
+    "MAS",
+    "SI",
     "BCAlgorithm",
     "BCNewError",
     "CLAlgorithm",
@@ -75,6 +87,7 @@ __all__ = [
     "Snapshot",
     "StrictImitation",
     # submodules, listed so that the API docs include them
+    "agem",
     "base",
     "bc_base",
     "bc_new_error",
@@ -88,8 +101,10 @@ __all__ = [
     "icarl",
     "joint",
     "lwf",
+    "mas",
     "regularizers",
     "replay_buffer",
+    "si",
     "snapshot",
     "strict_imitation",
 ]

@@ -1,0 +1,182 @@
+"""Averaged Gradient Episodic Memory: the gradient projected against a replayed reference."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from clarena.cl_algorithms.base import Batch, CLAlgorithm
+from clarena.cl_algorithms.regularizers._common import check_nonnegative
+from clarena.cl_algorithms.replay_buffer import ReplayBuffer
+
+
+def project_gradient(grad: Tensor, reference: Tensor, eps: float = 0.0) -> Tensor:
+    """A-GEM's projection of the flat gradient $g$ against the reference gradient $g_{ref}$:
+
+    $$\\tilde g = g - \\frac{\\min(0,\\ g^\\top g_{ref})}{g_{ref}^\\top g_{ref} + \\epsilon}\\,
+    g_{ref},$$
+
+    i.e. $g$ unchanged when $g^\\top g_{ref} \\ge 0$, else $g$ minus its component along
+    $g_{ref}$, so that $\\tilde g^\\top g_{ref} = 0$ (for $\\epsilon = 0$). Branch-free: no
+    host synchronisation on a GPU.
+    """
+    dot = (grad * reference).sum()
+    return grad - (dot.clamp(max=0) / ((reference * reference).sum() + eps)) * reference
+
+
+class AGEM(CLAlgorithm):
+    """A-GEM (Chaudhry, Ranzato, Rohrbach & Elhoseiny, "Efficient lifelong learning with A-GEM",
+    ICLR 2019): train on the current batch's cross-entropy, but before each optimizer step project
+    its gradient $g$ with `project_gradient` against the gradient $g_{ref}$ of the cross-entropy
+    of a batch replayed from the episodic memory of the earlier tasks, so that (to first order)
+    the loss on the memory does not increase.
+
+    The memory holds `budget_per_class` random training samples of every class of every task
+    (a class is the pair (task, label)): at the end of a task each class's samples stream once
+    through a `ReplayBuffer` of that capacity, whose reservoir sampling keeps a uniform random
+    subset. This matches the reference implementation of van de Ven, Tuytelaars & Tolias (2022;
+    GMvandeVen/continual-learning, `models/classifier.py`, `train/train_task_based.py`) with its
+    budget of 100 per class: the memory is filled at the end of each task and only earlier tasks
+    are replayed; $g$ and $g_{ref}$ span every trainable parameter (a TIL head of an earlier task
+    may move after a projection, as there); the replayed batch has the training batch's size;
+    in TIL it holds $\\lceil B / (t-1) \\rceil$ samples of each earlier task, as the reference's
+    per-context batches; $\\epsilon$ = 1e-7 (its `--eps-agem`). Under DDP $g_{ref}$ is averaged
+    over the ranks like $g$. With gradient accumulation the reference gradient is that of the last
+    batch. Supports every scenario. Loss terms: `ce`.
+
+    Args:
+        budget_per_class: samples kept per class (the reference's `--budget`).
+        replay_batch_size: replayed samples per step (default: the training batch size).
+        eps: $\\epsilon$, numerical safety of the projection.
+        buffer_seed: seed of the memory's own random generator (selection and sampling never
+            touch the global torch RNG).
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        budget_per_class: int = 100,
+        replay_batch_size: int | None = None,
+        eps: float = 1e-7,
+        buffer_seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if int(budget_per_class) <= 0 or (replay_batch_size is not None and replay_batch_size <= 0):
+            raise ValueError(
+                f"AGEM: budget_per_class and replay_batch_size must be positive, got "
+                f"{budget_per_class} and {replay_batch_size}."
+            )
+        self.budget_per_class = int(budget_per_class)
+        self.replay_batch_size = replay_batch_size
+        self.eps = check_nonnegative("eps", eps)
+        self.generator = torch.Generator().manual_seed(int(buffer_seed))
+        self.memory: dict[str, Tensor] = {}
+        """The episodic memory: `x`, `y`, `task_ids` of the stored samples (empty before)."""
+        self._task_rows: list[Tensor] = []  # the memory's rows of each stored task
+        self._reference: Tensor | None = None
+
+    # ------------------------------------------------------------------ memory
+    @torch.no_grad()
+    def on_task_end(self, task_id: int, datamodule: Any) -> None:
+        """Add `budget_per_class` random training samples of each of the task's classes."""
+        super().on_task_end(task_id, datamodule)
+        buffers: dict[tuple[int, int], ReplayBuffer] = {}
+        for x, y, task_ids in datamodule.train_dataloader():
+            for t, label in torch.stack([task_ids, y], 1).unique(dim=0).tolist():
+                key = (int(t), int(label))
+                if key not in buffers:
+                    seed = int(torch.randint(2**62, (1,), generator=self.generator))
+                    buffers[key] = ReplayBuffer(self.budget_per_class, seed=seed)
+                rows = (task_ids == t) & (y == label)
+                buffers[key].add(x[rows], y[rows], task_ids[rows])
+        parts = [buffers[key].sample(self.budget_per_class) for key in sorted(buffers)]
+        if self.memory:
+            parts.insert(0, self.memory)
+        self._set_memory(
+            {k: torch.cat([p[k].cpu() for p in parts if p]) for k in ("x", "y", "task_ids")}
+        )
+
+    def sample_memory(self, batch_size: int) -> dict[str, Tensor]:
+        """A replayed batch: `batch_size` distinct stored samples drawn uniformly, or in TIL
+        $\\lceil$`batch_size` / number of stored tasks$\\rceil$ of each stored task."""
+        if self.scenario == "TIL":
+            per_task = math.ceil(batch_size / len(self._task_rows))
+            pick = torch.cat(
+                [
+                    rows[torch.randperm(len(rows), generator=self.generator)[:per_task]]
+                    for rows in self._task_rows
+                ]
+            )
+        else:
+            size = len(self.memory["y"])
+            pick = torch.randperm(size, generator=self.generator)[:batch_size]
+        pick = pick.to(self.memory["y"].device)
+        return {k: v[pick] for k, v in self.memory.items()}
+
+    def _set_memory(self, memory: dict[str, Tensor]) -> None:
+        self.memory = memory
+        task_ids = memory["task_ids"].cpu() if memory else torch.zeros(0, dtype=torch.long)
+        self._task_rows = [torch.nonzero(task_ids == t).flatten() for t in task_ids.unique()]
+
+    # ------------------------------------------------------------------ training
+    def loss_terms(self, batch: Batch) -> dict[str, Tensor]:
+        """Cross-entropy of the current batch; with a memory, also the reference gradient
+        $g_{ref}$ of a replayed batch, which `on_before_optimizer_step` projects against."""
+        x, y, task_ids = batch
+        terms = {"ce": F.cross_entropy(self(x, task_ids), y)}
+        self._reference = None
+        if not self.memory:
+            return terms
+        if self.memory["x"].device != x.device:
+            self.memory = {k: v.to(x.device) for k, v in self.memory.items()}
+        replay = self.sample_memory(self.replay_batch_size or x.shape[0])
+        replay_ce = F.cross_entropy(self(replay["x"], replay["task_ids"]), replay["y"])
+        params = self.trainable_parameters()
+        grads = torch.autograd.grad(replay_ce, params, allow_unused=True)
+        reference = torch.cat(
+            [(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, grads)]
+        )
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(reference)
+            reference /= torch.distributed.get_world_size()
+        self._reference = reference
+        self.log("train/replay_ce", replay_ce.detach(), batch_size=x.shape[0])
+        return terms
+
+    @torch.no_grad()
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Replace the gradient by its projection against $g_{ref}$ (when there is one)."""
+        if self._reference is None:
+            return
+        params = self.trainable_parameters()
+        grad = torch.cat(
+            [(torch.zeros_like(p) if p.grad is None else p.grad).reshape(-1) for p in params]
+        )
+        reference, self._reference = self._reference, None
+        violated = (grad * reference).sum() < 0
+        projected = project_gradient(grad, reference.to(grad.dtype), self.eps)
+        for p, g in zip(params, projected.split([p.numel() for p in params])):
+            if p.grad is None:
+                p.grad = g.view_as(p).clone()
+            else:
+                p.grad.copy_(g.view_as(p))
+        self.log("train/agem_projected", violated.float(), batch_size=1)
+
+    # ------------------------------------------------------------------ checkpoint
+    def extra_cl_state(self) -> dict[str, Any]:
+        """The episodic memory and the state of its random generator."""
+        return {
+            "agem_memory": {k: v.detach().cpu().clone() for k, v in self.memory.items()},
+            "agem_generator": self.generator.get_state(),
+        }
+
+    def load_extra_cl_state(self, state: Mapping[str, Any]) -> None:
+        """Restore the episodic memory and its generator."""
+        self._set_memory({k: v.clone() for k, v in state["agem_memory"].items()})
+        self.generator.set_state(state["agem_generator"])
