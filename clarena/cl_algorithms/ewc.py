@@ -1,4 +1,4 @@
-"""Online Elastic Weight Consolidation."""
+"""Elastic Weight Consolidation: online (one running Fisher) or offline (one penalty per task)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ from torch.func import functional_call, grad, vmap
 
 from clarena.cl_algorithms.base import Batch, CLAlgorithm
 from clarena.cl_algorithms.regularizers import ParameterChangeReg, online_fisher_update
+from clarena.cl_algorithms.regularizers._common import check_choice
+
+FISHER_LABELS: tuple[str, ...] = ("true", "pred", "all")
+"""Which label(s) $\\log p_\\theta(y \\mid x)$ is differentiated at in the Fisher (see `EWC`)."""
 
 
 def _crop(param: Tensor, shape: torch.Size) -> Tensor:
@@ -31,24 +35,46 @@ def _pad(value: Tensor, shape: torch.Size) -> Tensor:
 
 
 class EWC(CLAlgorithm):
-    """Online EWC (Kirkpatrick et al., PNAS 2017; online variant of Schwarz et al., ICML 2018):
+    """Elastic Weight Consolidation (Kirkpatrick et al., PNAS 2017), offline or online
+    (Schwarz et al., ICML 2018):
 
-    $$\\mathcal{L} = \\mathrm{CE}(f(x), y) + \\lambda \\sum_i F^*_i (\\theta_i - \\theta^*_i)^2,
+    $$\\text{offline:}\\quad \\mathcal{L} = \\mathrm{CE}(f(x), y)
+    + \\lambda \\sum_{k<t} \\sum_i F_{k,i} (\\theta_i - \\theta^*_{k,i})^2,$$
+    $$\\text{online:}\\quad \\mathcal{L} = \\mathrm{CE}(f(x), y)
+    + \\lambda \\sum_i F^*_i (\\theta_i - \\theta^*_{t-1,i})^2,
     \\qquad F^*_t = \\gamma F^*_{t-1} + F_t,$$
 
-    the penalty being `ParameterChangeReg(λ)` with the running Fisher $F^*$ as importances and
-    $\\theta^*$ the parameters at the end of the previous task. $F_t$ is the empirical Fisher
-    $\\frac1N \\sum_n (\\nabla_\\theta \\log p_\\theta(y_n \\mid x_n))^2$ over the task's training
-    data, computed per sample (`torch.func`) with the model in eval mode, so BatchNorm statistics
-    and weights do not move; under DDP the ranks' sums are pooled. One Fisher and one anchor are
-    kept: memory is constant in the number of tasks. Protected: the backbone and the heads' shared
-    parameters (TIL task heads are private to their task; a grown CIL head is compared over the
-    classes the anchor has).
+    each penalty being `ParameterChangeReg(λ)`, with $\\theta^*_k$ the parameters at the end of
+    task $k$ and $F_k$ the diagonal Fisher over task $k$'s training data,
+    $F_k = \\frac1N \\sum_n \\mathbb{E}_{c}\\,(\\nabla_\\theta \\log p_\\theta(c \\mid x_n))^2$,
+    where `fisher_labels` picks $c$: `"true"` the sample's label (the *empirical* Fisher), `"pred"`
+    the predicted label, `"all"` every output class weighted by its predicted probability (the
+    exact Fisher of the model's predictive distribution). The probabilities are over the active
+    outputs: the task's head (TIL), the shared head (DIL), the classes seen so far (CIL).
+    Per-sample gradients are taken with `torch.func` in chunks of `fisher_chunk_size`, the model in
+    eval mode and no autograd graph kept, so the Fisher costs O(parameters × chunk) memory whatever
+    the number of samples; under DDP the ranks' sums are pooled.
+
+    Offline keeps one Fisher and one anchor per past task (memory grows with the tasks); online
+    keeps one of each. Protected: the backbone and the heads' shared parameters (TIL task heads are
+    private to their task; a grown CIL head is compared over the classes the anchor has).
     Supports every scenario. Loss terms: `ce`, `ewc`.
+
+    Against the reference implementation of van de Ven, Tuytelaars & Tolias (2022)
+    (GMvandeVen/continual-learning, `models/cl/continual_learner.py`): its EWC is offline; its
+    Fisher uses `"all"` labels over the active outputs, one sample at a time over the context's
+    whole training set, in eval mode, divided by the number of samples; its loss is
+    $\\mathrm{CE} + \\lambda_\\mathrm{ref} \\cdot \\frac12 \\sum_k \\sum_i F_{k,i}
+    (\\theta_i - \\theta^*_{k,i})^2$. Our $\\lambda$ has no $\\frac12$ (`ParameterChangeReg`'s
+    factor is the whole coefficient), so `ewc_factor` $= \\lambda_\\mathrm{ref} / 2$ reproduces
+    the reference (the `vdv2022_ewc_*` experiments do so). The defaults here (online, `"true"`
+    labels, λ 1000) are this package's, kept for existing configurations.
 
     Args:
         ewc_factor: $\\lambda$.
-        gamma: $\\gamma$, the decay of the running Fisher (1 sums the tasks' Fishers).
+        gamma: $\\gamma$, the decay of the running Fisher (online only; 1 sums the tasks' Fishers).
+        online: one running penalty (True) or one penalty per past task (False).
+        fisher_labels: `"true"`, `"pred"` or `"all"` (see above).
         fisher_num_samples: use at most this many training samples for $F_t$ (None: all).
         fisher_chunk_size: samples per vectorised per-sample-gradient call (bounds memory).
     """
@@ -58,6 +84,8 @@ class EWC(CLAlgorithm):
         *args: Any,
         ewc_factor: float = 1000.0,
         gamma: float = 1.0,
+        online: bool = True,
+        fisher_labels: str = "true",
         fisher_num_samples: int | None = None,
         fisher_chunk_size: int = 32,
         **kwargs: Any,
@@ -70,12 +98,25 @@ class EWC(CLAlgorithm):
                 f"{gamma}, {fisher_num_samples}, {fisher_chunk_size}."
             )
         self.gamma = float(gamma)
+        self.online = bool(online)
+        self.fisher_labels = check_choice("EWC: fisher_labels", fisher_labels, FISHER_LABELS)
         self.fisher_num_samples = fisher_num_samples
         self.fisher_chunk_size = int(fisher_chunk_size)
-        self.fisher: dict[str, Tensor] = {}
-        """The running Fisher $F^*$ by parameter name (relative to the algorithm)."""
-        self.anchors: dict[str, Tensor] = {}
-        """The parameters $\\theta^*$ at the end of the previous task."""
+        self.fishers: list[dict[str, Tensor]] = []
+        """Online: `[F*]`, the running Fisher; offline: `[F_1, ..., F_{t-1}]`. By parameter name
+        (relative to the algorithm)."""
+        self.anchor_sets: list[dict[str, Tensor]] = []
+        """The anchors $\\theta^*$ matching `fishers` (online: the end of the previous task)."""
+
+    @property
+    def fisher(self) -> dict[str, Tensor]:
+        """The latest Fisher: the running $F^*$ (online) or the last task's $F_k$ (offline)."""
+        return self.fishers[-1] if self.fishers else {}
+
+    @property
+    def anchors(self) -> dict[str, Tensor]:
+        """The anchor matching `fisher`: the parameters at the end of the previous task."""
+        return self.anchor_sets[-1] if self.anchor_sets else {}
 
     def protected_parameters(self) -> dict[str, nn.Parameter]:
         """The parameters the penalty protects, by name relative to the algorithm."""
@@ -84,65 +125,91 @@ class EWC(CLAlgorithm):
         return params
 
     def loss_terms(self, batch: Batch) -> dict[str, Tensor]:
-        """Cross-entropy on the batch and the EWC penalty."""
+        """Cross-entropy on the batch and the EWC penalty (summed over the stored penalties)."""
         x, y, task_ids = batch
         logits = self(x, task_ids)
         terms = {"ce": F.cross_entropy(logits, y)}
-        if not self.anchors:
+        if not self.anchor_sets:
             terms["ewc"] = logits.new_zeros(())
             return terms
-        if any(a.device != x.device for a in (*self.anchors.values(), *self.fisher.values())):
-            self.fisher = {n: f.to(x.device) for n, f in self.fisher.items()}
-            self.anchors = {n: a.to(x.device) for n, a in self.anchors.items()}
+        stored = [t for s in (*self.fishers, *self.anchor_sets) for t in s.values()]
+        if any(t.device != x.device for t in stored):
+            self.fishers = [{n: f.to(x.device) for n, f in s.items()} for s in self.fishers]
+            self.anchor_sets = [{n: a.to(x.device) for n, a in s.items()} for s in self.anchor_sets]
         current = self.protected_parameters()
-        params = {n: _crop(current[n], a.shape) for n, a in self.anchors.items()}
-        terms["ewc"] = self.penalty(params, self.anchors, self.fisher)
+        total = logits.new_zeros(())
+        for fisher, anchors in zip(self.fishers, self.anchor_sets, strict=True):
+            params = {n: _crop(current[n], a.shape) for n, a in anchors.items()}
+            total = total + self.penalty(params, anchors, fisher)
+        terms["ewc"] = total
         return terms
 
     def on_task_end(self, task_id: int, datamodule: Any) -> None:
-        """Fold the Fisher of the task's training data into $F^*$ and take the new anchor."""
+        """Compute the task's Fisher and take the new anchor: appended (offline) or folded into
+        the running Fisher (online)."""
         super().on_task_end(task_id, datamodule)
         new = self.compute_fisher(datamodule.train_dataloader())
-        old = {n: _pad(f, new[n].shape) for n, f in self.fisher.items() if n in new}
-        self.fisher = online_fisher_update(old or None, new, self.gamma)
-        self.anchors = {n: p.detach().clone() for n, p in self.protected_parameters().items()}
+        anchor = {n: p.detach().clone() for n, p in self.protected_parameters().items()}
+        if self.online:
+            old = {n: _pad(f, new[n].shape) for n, f in self.fisher.items() if n in new}
+            self.fishers = [online_fisher_update(old or None, new, self.gamma)]
+            self.anchor_sets = [anchor]
+        else:
+            self.fishers.append(new)
+            self.anchor_sets.append(anchor)
 
     def compute_fisher(self, loader: Any) -> dict[str, Tensor]:
-        """Empirical diagonal Fisher of the protected parameters over `loader`, in eval mode."""
+        """Diagonal Fisher of the protected parameters over `loader`, in eval mode (see the class
+        docstring for `fisher_labels`)."""
         home = self._model_device()
         device = self.fit_device or home
         self.to(device)  # back where it was trained (Lightning leaves it on the CPU after fit)
-        params = {n: p.detach() for n, p in self.protected_parameters().items()}
+        protected = set(self.protected_parameters())
+        # Every parameter and buffer enters the functional call detached: no autograd graph is
+        # recorded outside the per-sample `grad` (a TIL task head, not protected, would otherwise
+        # chain every sample's graph into the sums: memory growing with the sample count).
+        state = {n: t.detach() for n, t in (*self.named_parameters(), *self.named_buffers())}
+        params = {n: t for n, t in state.items() if n in protected}
+        rest = {n: t for n, t in state.items() if n not in protected}
 
-        def sample_loss(p: dict[str, Tensor], xi: Tensor, yi: Tensor, task: int) -> Tensor:
+        def logits_of(p: dict[str, Tensor], xi: Tensor, task: int) -> Tensor:
             task_ids = torch.full((1,), task, dtype=torch.long, device=xi.device)
-            logits = functional_call(self, p, (xi.unsqueeze(0), task_ids))
-            return F.cross_entropy(logits, yi.unsqueeze(0))
+            return functional_call(self, (p, rest), (xi.unsqueeze(0), task_ids))
 
+        def nll(p: dict[str, Tensor], xi: Tensor, yi: Tensor, task: int) -> Tensor:
+            return F.cross_entropy(logits_of(p, xi, task), yi.unsqueeze(0))  # -log p(yi | xi)
+
+        per_sample = vmap(grad(nll), in_dims=(None, 0, 0, None))
         fisher = {n: torch.zeros_like(p) for n, p in params.items()}
+
+        def accumulate(xs: Tensor, ys: Tensor, task: int, weights: Tensor | None) -> None:
+            for n, g in per_sample(params, xs, ys, task).items():
+                g = g.pow(2)
+                if weights is not None:
+                    g = g * weights.view(-1, *([1] * (g.dim() - 1)))
+                fisher[n] += g.sum(0)
+
         count = 0
         was_training = self.training
         self.eval()
         try:
-            for x, y, task_ids in loader:
-                x, y, task_ids = x.to(device), y.to(device), task_ids.to(device)
-                if self.fisher_num_samples is not None:
-                    keep = self.fisher_num_samples - count
-                    x, y, task_ids = x[:keep], y[:keep], task_ids[:keep]
-                for task in torch.unique(task_ids).tolist():
-                    rows = task_ids == task
-                    for xs, ys in zip(
-                        x[rows].split(self.fisher_chunk_size),
-                        y[rows].split(self.fisher_chunk_size),
-                    ):
-                        grads = vmap(grad(sample_loss), in_dims=(None, 0, 0, None))(
-                            params, xs, ys, int(task)
-                        )
-                        for n, g in grads.items():
-                            fisher[n] += g.pow(2).sum(0)
-                count += x.shape[0]
-                if self.fisher_num_samples is not None and count >= self.fisher_num_samples:
-                    break
+            with torch.no_grad():
+                for x, y, task_ids in loader:
+                    x, y, task_ids = x.to(device), y.to(device), task_ids.to(device)
+                    if self.fisher_num_samples is not None:
+                        keep = self.fisher_num_samples - count
+                        x, y, task_ids = x[:keep], y[:keep], task_ids[:keep]
+                    for task in torch.unique(task_ids).tolist():
+                        rows = task_ids == task
+                        for xs, ys in zip(
+                            x[rows].split(self.fisher_chunk_size),
+                            y[rows].split(self.fisher_chunk_size),
+                            strict=True,
+                        ):
+                            self._accumulate_chunk(accumulate, state, xs, ys, int(task))
+                    count += x.shape[0]
+                    if self.fisher_num_samples is not None and count >= self.fisher_num_samples:
+                        break
         finally:
             self.train(was_training)
             self.to(home)
@@ -154,15 +221,39 @@ class EWC(CLAlgorithm):
             torch.distributed.all_reduce(total)
         return {n: (f / total.clamp_min(1.0)).to(home) for n, f in fisher.items()}
 
+    def _accumulate_chunk(
+        self, accumulate: Any, state: dict[str, Tensor], xs: Tensor, ys: Tensor, task: int
+    ) -> None:
+        """Add one chunk's squared per-sample gradients at the label(s) `fisher_labels` picks."""
+        if self.fisher_labels == "true":
+            accumulate(xs, ys, task, None)
+            return
+        task_ids = torch.full((xs.shape[0],), task, dtype=torch.long, device=xs.device)
+        logits = functional_call(self, state, (xs, task_ids))
+        if self.fisher_labels == "pred":
+            accumulate(xs, logits.argmax(dim=-1), task, None)
+            return
+        probs = torch.softmax(logits.float(), dim=-1)
+        for c in range(probs.shape[-1]):
+            labels = torch.full_like(ys, c)
+            accumulate(xs, labels, task, probs[:, c])
+
     def extra_cl_state(self) -> dict[str, Any]:
-        """The running Fisher and the anchor."""
+        """The stored Fishers and anchors."""
         return {
-            "fisher": {n: f.detach().cpu().clone() for n, f in self.fisher.items()},
-            "anchors": {n: a.detach().cpu().clone() for n, a in self.anchors.items()},
+            "fishers": [{n: f.detach().cpu().clone() for n, f in s.items()} for s in self.fishers],
+            "anchor_sets": [
+                {n: a.detach().cpu().clone() for n, a in s.items()} for s in self.anchor_sets
+            ],
         }
 
     def load_extra_cl_state(self, state: Mapping[str, Any]) -> None:
-        """Restore the running Fisher and the anchor."""
+        """Restore the stored Fishers and anchors (also from the one-Fisher format of 0.1)."""
         device = self._model_device()
-        self.fisher = {n: f.to(device) for n, f in state["fisher"].items()}
-        self.anchors = {n: a.to(device) for n, a in state["anchors"].items()}
+        if "fishers" in state:
+            fishers, anchor_sets = list(state["fishers"]), list(state["anchor_sets"])
+        else:
+            fishers = [state["fisher"]] if state["fisher"] else []
+            anchor_sets = [state["anchors"]] if state["anchors"] else []
+        self.fishers = [{n: f.to(device) for n, f in s.items()} for s in fishers]
+        self.anchor_sets = [{n: a.to(device) for n, a in s.items()} for s in anchor_sets]
