@@ -89,6 +89,34 @@ class NonFiniteLossGuard(pl.Callback):
         )
 
 
+def settle_epoch_end(checkpoint: dict[str, Any]) -> None:
+    """Rewrite the loop counters of an end-of-epoch checkpoint to a clean epoch boundary.
+
+    Lightning saves the within-task checkpoint in `on_train_epoch_end`, before it counts the
+    epoch as completed and with the batch counters of the epoch still set. Under an epoch budget it
+    finishes that bookkeeping on restore; under a step budget it treats the run as restarting
+    inside the epoch and replays a different number of batches (a different `global_step` and data
+    order than the uninterrupted run). Here the finished epoch is counted as completed and the
+    per-epoch counters are zeroed, so both budgets restore to "epoch e done, epoch e+1 next", which
+    is exactly where the uninterrupted run stands at that moment.
+    """
+    loops = checkpoint.get("loops", {}).get("fit_loop")
+    if not loops or not loops["epoch_loop.batch_progress"].get("is_last_batch"):
+        return  # not saved at the end of an epoch: Lightning's own restore applies
+    epochs = loops["epoch_progress"]
+    for part in ("total", "current"):
+        done = epochs[part]["processed"]
+        epochs[part].update(ready=done, started=done, completed=done)
+    batches = loops["epoch_loop.batch_progress"]
+    batches["current"] = dict.fromkeys(batches["current"], 0)
+    batches["is_last_batch"] = False
+    schedulers = loops["epoch_loop.scheduler_progress"]
+    schedulers["current"] = dict.fromkeys(schedulers["current"], 0)
+    optim = loops["epoch_loop.automatic_optimization.optim_progress"]["optimizer"]
+    for tracker in optim.values():
+        tracker["current"] = dict.fromkeys(tracker["current"], 0)
+
+
 class ResumeStateCallback(pl.Callback):
     """Save what Lightning's checkpoints lack for an exact resume; restore it on resume.
 
@@ -116,6 +144,12 @@ class ResumeStateCallback(pl.Callback):
             "rng": capture_rng(),
             "extra_cl_state": extra_state() if extra_state is not None else {},
         }
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        """Record the loop position as "epoch finished, next epoch not started"."""
+        settle_epoch_end(checkpoint)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Keep the states to restore at the start of the next training epoch."""

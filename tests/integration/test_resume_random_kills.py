@@ -1,0 +1,146 @@
+"""Step-budgeted runs killed with SIGKILL at random moments resume bit-identically.
+
+Each case trains one uninterrupted reference run, then the same run again while a real SIGKILL
+lands at random moments (random delays after the run folder holds its config, any phase: training,
+testing, writing a checkpoint); each killed run is resumed with `resume=` until it finishes. The
+resumed run must end with the reference's accuracy matrix and every tensor of its final checkpoint
+identical, bit for bit, on the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from test_train_support import clarena
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# 2.5 epochs of split_digits per task: the budget ends inside an epoch, so the step count, not
+# the epoch count, ends every task.
+STEP_BUDGET = ("trainer.max_epochs=-1", "trainer.max_steps=20", "logger=csv", "seed=3")
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "CLARENA_KILL_AT"}
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _flatten(prefix: str, value: object, out: dict[str, object]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(f"{prefix}/{key}", item, out)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _flatten(f"{prefix}/{i}", item, out)
+    else:
+        out[prefix] = value
+
+
+def final_state(run: Path) -> dict[str, object]:
+    """Every leaf (tensors included) of the last task checkpoint but the config and wall times."""
+    last = max((run / "checkpoints").glob("after_task_*.pt"), key=lambda p: int(p.stem[11:]))
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    state.pop("config")
+    flat: dict[str, object] = {}
+    _flatten("", state, flat)
+    return {key: value for key, value in flat.items() if "/task_times/" not in key}
+
+
+def assert_identical(run: Path, reference: Path) -> None:
+    """Same accuracy matrix file and the same value, dtype and shape of every checkpoint leaf."""
+    matrix = "results/accuracy_matrix.csv"
+    assert (run / matrix).read_text() == (reference / matrix).read_text()
+    got, want = final_state(run), final_state(reference)
+    assert got.keys() == want.keys()
+    differing = [
+        key
+        for key in want
+        if (
+            not torch.equal(got[key], want[key]) or got[key].dtype != want[key].dtype
+            if isinstance(want[key], torch.Tensor)
+            else got[key] != want[key]
+        )
+    ]
+    assert not differing, f"{len(differing)} differing entries, e.g. {differing[:5]}"
+
+
+def run_with_random_kills(args: list[str], run: Path, kills: int, rng: random.Random) -> int:
+    """Start the run, SIGKILL it `kills` times at random moments, resume until it ends."""
+    command = [sys.executable, "-m", "clarena", "train", *args, f"output_dir={run}"]
+    landed = 0
+    for _ in range(kills):
+        proc = subprocess.Popen(
+            command, cwd=run.parent, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        while proc.poll() is None and not (run / "config.yaml").is_file():
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 6.0))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            landed += 1
+        code = proc.wait()
+        if code == 0:
+            return landed
+        assert code == -signal.SIGKILL, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+        command = [sys.executable, "-m", "clarena", "train", f"resume={run}"]
+    done = subprocess.run(command, cwd=run.parent, env=_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return landed
+
+
+CASES = [
+    ("finetuning", "TIL", "split_digits"),
+    ("ewc", "TIL", "split_digits"),
+    ("er", "CIL", "split_digits"),
+    ("derpp", "CIL", "split_digits"),
+]
+
+
+@pytest.mark.parametrize(("algorithm", "scenario", "dataset"), CASES)
+def test_sigkill_at_random_moments_resumes_bit_identically(
+    algorithm: str, scenario: str, dataset: str, tmp_path: Path
+) -> None:
+    args = [f"cl_algorithm={algorithm}", f"scenario={scenario}", f"cl_dataset={dataset}"]
+    args += [*STEP_BUDGET, "cl_dataset.num_tasks=3"]
+    reference = tmp_path / "reference"
+    proc = clarena("train", *args, f"output_dir={reference}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rng = random.Random(f"{algorithm}-{scenario}")
+    landed = run_with_random_kills(args, tmp_path / "killed", kills=2, rng=rng)
+    assert landed >= 1  # at least one kill hit a running process
+    assert_identical(tmp_path / "killed", reference)
+
+
+ER_ARGS = ("cl_algorithm=er", "scenario=CIL", *STEP_BUDGET, "cl_dataset.num_tasks=2")
+
+
+@pytest.fixture(scope="module")
+def er_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted two-task ER run."""
+    tmp = tmp_path_factory.mktemp("er_reference")
+    proc = clarena("train", *ER_ARGS, f"output_dir={tmp / 'run'}", cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return tmp / "run"
+
+
+@pytest.mark.parametrize("step", [3, 8, 9, 16, 20])
+def test_kill_at_exact_steps_of_a_step_budget_resumes_bit_identically(
+    step: int, er_reference: Path, tmp_path: Path
+) -> None:
+    """Kills mid-epoch, at an epoch's last step (8, 16), after one (9), at the budget's end."""
+    run = tmp_path / "killed"
+    kill = {"CLARENA_KILL_AT": f"task:2:step:{step}"}
+    killed = clarena("train", *ER_ARGS, f"output_dir={run}", cwd=tmp_path, env=kill)
+    assert killed.returncode == -signal.SIGKILL
+    resumed = clarena("train", f"resume={run}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert_identical(run, er_reference)
