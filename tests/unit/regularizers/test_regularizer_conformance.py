@@ -22,10 +22,14 @@ from clarena import losses
 from clarena.cl_algorithms.regularizers import (
     BCNewErrorReg,
     DistillationReg,
+    FocalDistillationKLReg,
+    FocalDistillationLMReg,
     ParameterChangeReg,
     StrictImitationReg,
     base_loss,
     distillation_reg,
+    focal_distillation_kl,
+    focal_distillation_lm,
     new_error_dissonance,
     parameter_change_reg,
     strict_imitation_dissonance,
@@ -80,6 +84,20 @@ def ref_distillation(student, teacher, factor, t, distance):
         lp, lq = _log_softmax(s, t), _log_softmax(q, t)
         rows.append(-sum(math.exp(b) * a for a, b in zip(lp, lq)))
     return factor * sum(rows) / len(rows)
+
+
+def ref_focal(h2, h1, y, lam, alpha, beta, t, distance):
+    """Focal distillation (Yan et al. 2021): mean of lam * (alpha + beta [h1 right]) * d_i."""
+    rows = []
+    for z2, z1, label in zip(h2, h1, y):
+        right = max(range(len(z1)), key=z1.__getitem__) == label
+        if distance == "lm":
+            d = 0.5 * sum((a - b) ** 2 for a, b in zip(z2, z1))
+        else:
+            lp1, lp2 = _log_softmax(z1, t), _log_softmax(z2, t)
+            d = sum(math.exp(a) * (a - b) for a, b in zip(lp1, lp2))
+        rows.append(lam * (alpha + (beta if right else 0.0)) * d)
+    return sum(rows) / len(rows)
 
 
 # ---- the cases --------------------------------------------------------------------------------
@@ -154,6 +172,20 @@ CASES = [
         DistillationReg(0.8, 2.0, "MSE"),
         lambda s, t, y: distillation_reg(s, t, 0.8, 2.0, "MSE"),
         lambda s, t, y: ref_distillation(s, t, 0.8, 2.0, "MSE"),
+        zero_when_equal=True,
+    ),
+    Case(
+        "focal_distillation[kl]",
+        FocalDistillationKLReg(0.7, 0.3, 2.0, 1.5),
+        lambda s, t, y: focal_distillation_kl(s, t, y, 0.7, 0.3, 2.0, 1.5),
+        lambda s, t, y: ref_focal(s, t, y, 0.7, 0.3, 2.0, 1.5, "kl"),
+        zero_when_equal=True,
+    ),
+    Case(
+        "focal_distillation[lm]",
+        FocalDistillationLMReg(0.7, 0.3, 2.0),
+        lambda s, t, y: focal_distillation_lm(s, t, y, 0.7, 0.3, 2.0),
+        lambda s, t, y: ref_focal(s, t, y, 0.7, 0.3, 2.0, 1.0, "lm"),
         zero_when_equal=True,
     ),
     # parameter change: student = params, teacher = anchors, target = importances (> 0)
