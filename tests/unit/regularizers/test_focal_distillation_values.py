@@ -189,3 +189,14 @@ def test_extreme_logits_stay_finite():
     value = focal_distillation_kl(h2, h1, y, 1.0, 1.0, 5.0)
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(h2.grad).all()
+
+
+@pytest.mark.parametrize("fn", [focal_distillation_kl, focal_distillation_lm])
+def test_no_host_sync_on_meta_tensors(fn):
+    # meta tensors have no data: .item(), boolean-mask indexing or CPU-made tensors would fail
+    meta = torch.device("meta")
+    h2 = torch.empty(8, 5, device=meta, requires_grad=True)
+    h1, y = torch.empty(8, 5, device=meta), torch.empty(8, dtype=torch.long, device=meta)
+    value = fn(h2, h1, y, 1.0, 0.5, 2.0)
+    value.backward()
+    assert value.device == meta and h2.grad is not None and h2.grad.device == meta
