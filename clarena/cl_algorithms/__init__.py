@@ -21,6 +21,7 @@ to its class.
 | `si` | `SI` | all | `ce`, `si` |
 | `mas` | `MAS` | all | `ce`, `mas` |
 | `agem` | `AGEM` | all | `ce` (its gradient projected) |
+| `hat` | `HAT` | TIL (MLP backbone) | `ce`, `capacity` |
 
 ¹ only with a replay buffer.
 
@@ -39,6 +40,7 @@ from clarena.cl_algorithms.er import ER
 from clarena.cl_algorithms.ewc import EWC
 from clarena.cl_algorithms.finetuning import Finetuning
 from clarena.cl_algorithms.focal_distillation import FocalDistillation
+from clarena.cl_algorithms.hat import HAT
 from clarena.cl_algorithms.icarl import ICaRL
 from clarena.cl_algorithms.joint import Joint
 from clarena.cl_algorithms.lwf import LwF
@@ -63,6 +65,7 @@ ALGORITHMS: dict[str, type[CLAlgorithm]] = {
     "si": SI,
     "mas": MAS,
     "agem": AGEM,
+    "hat": HAT,
 }
 """Config name → algorithm class (the one registry; the tests iterate it)."""
 
@@ -73,6 +76,7 @@ __all__ = [
     "DERPP",
     "ER",
     "EWC",
+    "HAT",
     "MAS",
     "SI",
     "BCAlgorithm",
@@ -98,6 +102,7 @@ __all__ = [
     "exemplars",
     "finetuning",
     "focal_distillation",
+    "hat",
     "icarl",
     "joint",
     "lwf",
