@@ -31,7 +31,7 @@ def _trainer(max_steps: int = -1) -> Trainer:
 
 @pytest.mark.parametrize("name", list(ALGORITHMS))
 def test_two_tasks_on_cuda(name: str) -> None:
-    scenario = "DIL" if name == "strict_imitation" else "CIL"
+    scenario = {"strict_imitation": "DIL", "hat": "TIL"}.get(name, "CIL")
     torch.manual_seed(0)
     algorithm = build_algorithm(name, scenario)
     stream = SyntheticStream(scenario)

@@ -97,7 +97,11 @@ def test_tasks_the_heads_do_not_know_yet_are_not_tested() -> None:
     assert sorted(algorithm.test_outputs) == [1]
 
 
-SCENARIO_FOR = {name: "CIL" for name in ALGORITHMS} | {"ewc": "TIL", "strict_imitation": "DIL"}
+SCENARIO_FOR = {name: "CIL" for name in ALGORITHMS} | {
+    "ewc": "TIL",
+    "strict_imitation": "DIL",
+    "hat": "TIL",
+}
 
 
 @pytest.mark.parametrize("name", list(ALGORITHMS))
