@@ -9,12 +9,16 @@
   `StrictImitationKLDivergenceLoss`, ...) with the PyTorch classes' math, taking probabilities
   (`from_logits=True` for logits), and the original TensorFlow package's names as aliases.
 - `clarena.tensorflow.dissonance`: the formulas, once.
+- `clarena.tensorflow.focal_distillation`: FD-KL and FD-LM (Positive-Congruent Training), the
+  twins of the PyTorch regularizers, and the losses `FocalDistillationKLLoss` and
+  `FocalDistillationLMLoss`.
 
 Importing TensorFlow before torch in one process aborts the interpreter; import torch first when a
 program needs both.
 """
 
-from clarena.tensorflow import dissonance, losses, models, tf_helpers
+from clarena.tensorflow import dissonance, focal_distillation, losses, models, tf_helpers
+from clarena.tensorflow.focal_distillation import FocalDistillationKLLoss, FocalDistillationLMLoss
 from clarena.tensorflow.losses import (
     BCBinaryCrossEntropyLoss,
     BCCrossEntropyLoss,
@@ -49,6 +53,8 @@ __all__ = [
     "BCStrictImitationCrossEntropyLoss",
     "BCStrictImitationKLDivLoss",
     "BCStrictImitationNLLLoss",
+    "FocalDistillationKLLoss",
+    "FocalDistillationLMLoss",
     "StrictImitationBinaryCrossEntropyLoss",
     "StrictImitationCompatibilityModel",
     "StrictImitationCrossEntropyLoss",
@@ -57,6 +63,7 @@ __all__ = [
     "bc_fit",
     "compatibility_scores",
     "dissonance",
+    "focal_distillation",
     "losses",
     "models",
     "tf_helpers",
