@@ -5,8 +5,8 @@ Both run as whole processes (start-up included) and do the same work: split Fash
 (cross-entropy plus the temperature-2 distillation of the frozen pre-task model's old heads),
 a fresh Adam (lr 1e-3) per task, batches of 128 reshuffled every epoch, a fixed number of steps
 per task, and after every task a test on every task so far. clarena runs
-`experiment=vdv2022_lwf_til` with its results files, checkpoints and CSV logs; the bare loop reads
-the IDX files itself and writes nothing.
+`experiment=vdv2022_fmnist_lwf_til` with its results files, checkpoints and CSV logs; the bare
+loop reads the IDX files itself and writes nothing.
 
     python benchmarks/pipeline_vs_bare.py --steps 500 --repeats 3
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
             clarena_cmd = [
-                sys.executable, "-m", "clarena", "train", "experiment=vdv2022_lwf_til",
+                sys.executable, "-m", "clarena", "train", "experiment=vdv2022_fmnist_lwf_til",
                 f"trainer.max_steps={args.steps}", f"seed={args.seed}",
                 "trainer.enable_progress_bar=false", f"output_dir={tmp}/run{r}",
             ]  # fmt: skip

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from clarena.cl_datasets.sources import DEBIAN_FASHION_MNIST
+from clarena.cl_datasets.paths import default_data_root
+from clarena.cl_datasets.sources import _IDX_FILES, DEBIAN_FASHION_MNIST
 from clarena.pipelines.config import compose_config, searchpath_override, validate_config
 from clarena.pipelines.task_loop import run_experiment
 
@@ -16,6 +17,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS, EXAMPLES = ROOT / "clarena" / "configs", ROOT / "example_configs"
 HAVE_FMNIST = (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file()
+HAVE_MNIST = all(
+    any((default_data_root() / "MNIST" / "raw" / f"{stem}{ext}").is_file() for ext in ("", ".gz"))
+    for stem in _IDX_FILES
+)
 
 
 def _experiments(root: Path) -> list[str]:
@@ -43,6 +48,8 @@ def test_experiment_runs_end_to_end_on_a_few_batches(
     cfg = compose_config(overrides)
     if cfg.cl_dataset.source == "fashion_mnist" and not HAVE_FMNIST:
         pytest.skip("needs Debian's dataset-fashion-mnist")
+    if cfg.cl_dataset.source == "mnist" and not HAVE_MNIST and cfg.data_root is None:
+        pytest.skip("needs MNIST's IDX files in the data root: bash .ci/fetch_mnist.sh <data_root>")
     if "fisher_num_samples" in cfg.cl_algorithm:
         cfg.cl_algorithm.fisher_num_samples = 64
     validate_config(cfg)

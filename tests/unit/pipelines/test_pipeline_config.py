@@ -57,7 +57,9 @@ def test_the_protocol_experiments_cover_five_methods_in_three_scenarios() -> Non
     assert list(cfg.backbone.hidden_dims) == [400, 400]
     assert cfg.optimizer.lr == 0.001 and cfg.cl_dataset.batch_size == 128
     assert cfg.trainer.max_steps == 2000 and cfg.trainer.max_epochs == -1
-    assert cfg.cl_dataset.source == "fashion_mnist" and cfg.cl_dataset.num_tasks == 5
+    assert cfg.cl_dataset.source == "mnist" and cfg.cl_dataset.num_tasks == 5
+    twin = compose_config(["experiment=vdv2022_fmnist_er_dil"])
+    assert twin.cl_dataset.source == "fashion_mnist" and twin.cl_algorithm == cfg.cl_algorithm
 
 
 @pytest.mark.parametrize(
