@@ -47,7 +47,8 @@ class AGEM(CLAlgorithm):
     in TIL it holds $\\lceil B / (t-1) \\rceil$ samples of each earlier task, as the reference's
     per-context batches; $\\epsilon$ = 1e-7 (its `--eps-agem`). Under DDP $g_{ref}$ is averaged
     over the ranks like $g$. With gradient accumulation the reference gradient is that of the last
-    batch. Supports every scenario. Loss terms: `ce`.
+    batch. Supports every scenario. Loss terms: `ce`; also logged: `train/agem_projected` (1 when
+    the step's gradient was projected, 0 when it already agreed with $g_{ref}$).
 
     Args:
         budget_per_class: samples kept per class (the reference's `--budget`).
@@ -146,12 +147,13 @@ class AGEM(CLAlgorithm):
             torch.distributed.all_reduce(reference)
             reference /= torch.distributed.get_world_size()
         self._reference = reference
-        self.log("train/replay_ce", replay_ce.detach(), batch_size=x.shape[0])
         return terms
 
     @torch.no_grad()
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Replace the gradient by its projection against $g_{ref}$ (when there is one)."""
+        """Replace the gradient by its projection against $g_{ref}$ (when there is one). Lightning
+        calls this after the backward pass (and the unscaling of mixed precision), before any
+        gradient clipping and the step."""
         if self._reference is None:
             return
         params = self.trainable_parameters()
@@ -166,7 +168,8 @@ class AGEM(CLAlgorithm):
                 p.grad = g.view_as(p).clone()
             else:
                 p.grad.copy_(g.view_as(p))
-        self.log("train/agem_projected", violated.float(), batch_size=1)
+        if self._trainer is not None:  # called by a trainer (tests call it directly)
+            self.log("train/agem_projected", violated.float(), batch_size=1)
 
     # ------------------------------------------------------------------ checkpoint
     def extra_cl_state(self) -> dict[str, Any]:
