@@ -3,7 +3,10 @@
 A page is one file: the plots are embedded as base64 PNG `data:` URIs, the style sheet is inline,
 and there is no script and no external resource, so it opens offline in any browser, can be mailed
 or attached to a ticket, and renders the same everywhere. Every value taken from a run is
-escaped. The page of a sweep is `clarena.metrics.sweep.sweep_page`.
+escaped (`text`), whatever its type, so a `metrics.json` received from someone else renders as
+text and never as markup. The page of a run is titled with the run's identity (experiment,
+algorithm, dataset, scenario, seed) and shows its provenance. The page of a sweep is
+`clarena.metrics.sweep.sweep_page`.
 """
 
 from __future__ import annotations
@@ -29,7 +32,13 @@ figure { margin: 0; } figure img { max-width: 100%; border: 1px solid #e3e3e3; }
 figcaption { font-size: 0.85rem; color: #555; max-width: 40rem; }
 pre { background: #f6f8fa; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
 .note { color: #555; font-size: 0.9rem; }
+table.wrap td.text { white-space: normal; max-width: 60rem; overflow-wrap: anywhere; }
 """
+
+
+def text(value: Any) -> str:
+    """`value` as escaped HTML text (quotes included), whatever its type."""
+    return html.escape(str(value))
 
 
 def page(title: str, body: Iterable[str]) -> str:
@@ -52,8 +61,16 @@ def figure(png: bytes, alt: str, caption: str = "") -> str:
     )
 
 
-def table(header: Sequence[str], rows: Iterable[Sequence[Any]], text_columns: int = 1) -> str:
-    """An HTML table; the first `text_columns` columns are left-aligned."""
+def table(
+    header: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    text_columns: int = 1,
+    css_class: str = "",
+) -> str:
+    """An HTML table; the first `text_columns` columns are left-aligned.
+
+    `css_class` `"wrap"` lets long text cells wrap (they stay on one line otherwise).
+    """
 
     def cell(tag: str, i: int, value: Any) -> str:
         cls = ' class="text"' if i < text_columns else ""
@@ -63,7 +80,8 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], text_columns: in
     body = "".join(
         "<tr>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>" for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    cls = f' class="{text(css_class)}"' if css_class else ""
+    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def pct(value: Any, digits: int = 2) -> str:
@@ -83,6 +101,75 @@ def config_text(config: dict[str, Any] | None) -> str:
         return OmegaConf.to_yaml(OmegaConf.create(config))
     except Exception:  # keys or values OmegaConf does not accept
         return json.dumps(config, indent=2, sort_keys=True)
+
+
+def _seconds(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "–"
+    return f"{value:.1f} s"
+
+
+def _versions(libraries: Any) -> str:
+    if not isinstance(libraries, dict):
+        return "–"
+    return ", ".join(f"{name} {version}" for name, version in libraries.items() if version)
+
+
+def provenance_rows(data: dict[str, Any]) -> list[list[str]]:
+    """The rows (item, value) of a run's provenance table, from `metrics.json`."""
+    prov = data.get("provenance")
+    if not isinstance(prov, dict):
+        return [["clarena", str(data.get("clarena_version", "–"))]]
+    commit = prov.get("git_commit")
+    if commit:
+        dirty = prov.get("git_dirty")
+        commit = f"{commit}{' (with uncommitted changes)' if dirty else ''}"
+    per_task = prov.get("wall_time_per_task_s")
+    per_task_text = (
+        ", ".join(f"{t}: {_seconds(v)}" for t, v in enumerate(per_task, start=1))
+        if isinstance(per_task, list) and per_task
+        else "–"
+    )
+    by = prov.get("wall_time_measured_by")
+    rows = [
+        ["clarena", str(prov.get("clarena_version", data.get("clarena_version", "–")))],
+        ["git commit", str(commit or "not run from a git checkout")],
+        ["Python", str(prov.get("python", "–"))],
+        ["libraries", _versions(prov.get("libraries"))],
+        ["device", str(prov.get("device") or "–")],
+        ["wall time per task", per_task_text],
+        [
+            "wall time in total",
+            _seconds(prov.get("wall_time_total_s")) + (f" (measured by {by})" if by else ""),
+        ],
+        ["command line", str(prov.get("command_line") or "–")],
+        ["written at", str(prov.get("written_at") or "–")],
+    ]
+    return rows
+
+
+def identity_of(data: dict[str, Any]) -> str:
+    """The one-line identity of the run of `metrics.json` (`experiment · algorithm · ...`)."""
+    from clarena.metrics.provenance import identity_line, run_identity
+
+    identity = data.get("run")
+    if not isinstance(identity, dict):
+        identity = run_identity(
+            data.get("config") if isinstance(data.get("config"), dict) else None
+        )
+    return identity_line(identity, data.get("scenario"))
+
+
+def class_headers(data: dict[str, Any], width: int) -> list[str]:
+    """Column headers of per-class tables: the class names of the run where it recorded them."""
+    names = data.get("class_names")
+    headers = []
+    for c in range(width):
+        if isinstance(names, list) and c < len(names) and names[c] is not None:
+            headers.append(f"{c}: {names[c]}")
+        else:
+            headers.append(f"class {c}")
+    return headers
 
 
 def _summary_rows(data: dict[str, Any]) -> list[list[str]]:
@@ -146,12 +233,18 @@ _COMPAT_HEADER = (
 
 
 def run_page(data: dict[str, Any], pngs: dict[str, bytes], title: str) -> str:
-    """The report page of one run from its `metrics.json` content and its PNG plots."""
+    """The report page of one run from its `metrics.json` content and its PNG plots.
+
+    The page's title is the run's identity (experiment, algorithm, dataset, scenario, seed)
+    followed by `title`.
+    """
     aware = data.get("accuracy_matrix_task_aware") is not None
+    identity = identity_of(data)
     body = [
-        f"<h1>{html.escape(title)}</h1>",
-        f'<p class="meta">scenario: {html.escape(str(data.get("scenario")))} · tasks trained: '
-        f"{data['num_tasks']} · clarena {html.escape(str(data.get('clarena_version')))}</p>",
+        f"<h1>{text(identity)}</h1>",
+        f'<p class="meta">{text(title)} · scenario: {text(data.get("scenario"))} · tasks '
+        f"trained: {text(data.get('num_tasks'))} · clarena {text(data.get('clarena_version'))}"
+        "</p>",
         "<h2>Summary</h2>",
         table(
             ["metric", *(["task-agnostic", "task-aware"] if aware else ["value"])],
@@ -213,11 +306,13 @@ def run_page(data: dict[str, Any], pngs: dict[str, bytes], title: str) -> str:
             + [0] * (width - len(r["negative_flips_per_class"]))
             for r in pooled
         ]
-        body.append(table(["models (after task)", *(f"class {c}" for c in range(width))], rows))
+        body.append(table(["models (after task)", *class_headers(data, width)], rows))
     else:
         body.append('<p class="note">No update to compare yet (one task trained).</p>')
     body += [
+        "<h2>Provenance</h2>",
+        table(["item", "value"], provenance_rows(data), text_columns=2, css_class="wrap"),
         "<h2>Resolved configuration</h2>",
-        f"<pre>{html.escape(config_text(data.get('config')))}</pre>",
+        f"<pre>{text(config_text(data.get('config')))}</pre>",
     ]
-    return page(title, body)
+    return page(f"{identity} — {title}", body)

@@ -4,7 +4,8 @@ Each function takes plain numbers (as stored in `metrics.json`) and returns the 
 `clarena.metrics.writers` writes atomically and `clarena report` embeds. The figures are built with
 `matplotlib.figure.Figure` and the non-interactive Agg canvas directly, so drawing never needs a
 display and never changes the global pyplot backend of the caller. Accuracies are plotted in
-percent.
+percent. Each plot takes a `subtitle`, the run's identity (`clarena.metrics.provenance`), shown
+under its title so that a PNG on its own still says which run it shows.
 """
 
 from __future__ import annotations
@@ -30,6 +31,22 @@ def png_bytes(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def set_titles(ax: Any, title: str, subtitle: str = "") -> None:
+    """The plot's title, with `subtitle` (the run's identity) in smaller type on a second line."""
+    ax.set_title(title, fontsize=11, pad=18 if subtitle else 6)
+    if subtitle:
+        ax.text(
+            0.5,
+            1.02,
+            subtitle,
+            transform=ax.transAxes,
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color="#444444",
+        )
+
+
 def percent(value: Any) -> float:
     """A fraction as a percentage; NaN for `None`, NaN or anything that is not a number."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -37,7 +54,9 @@ def percent(value: Any) -> float:
     return float(value) * 100
 
 
-def accuracy_matrix_png(matrix: Sequence[Sequence[float | None]], title: str) -> bytes:
+def accuracy_matrix_png(
+    matrix: Sequence[Sequence[float | None]], title: str, subtitle: str = ""
+) -> bytes:
     """Heat map of $a_{t,j}$ in percent, each measured cell annotated, blank where not measured."""
     rows = len(matrix)
     cols = max((len(r) for r in matrix), default=0)
@@ -58,12 +77,14 @@ def accuracy_matrix_png(matrix: Sequence[Sequence[float | None]], title: str) ->
     ax.set_yticks(range(rows), [str(t + 1) for t in range(rows)])
     ax.set_xlabel("test on task j")
     ax.set_ylabel("after training task t")
-    ax.set_title(title)
+    set_titles(ax, title, subtitle)
     return png_bytes(fig)
 
 
 def average_accuracy_png(
-    per_task: Sequence[float | None], per_task_task_aware: Sequence[float | None] | None = None
+    per_task: Sequence[float | None],
+    per_task_task_aware: Sequence[float | None] | None = None,
+    subtitle: str = "",
 ) -> bytes:
     """Average accuracy over the tasks seen so far, after each task (percent)."""
     fig = Figure(figsize=(5.5, 3.6))
@@ -81,13 +102,13 @@ def average_accuracy_png(
     ax.set_ylim(0, 104)
     ax.set_xlabel("after training task t")
     ax.set_ylabel("average accuracy on tasks 1..t (%)")
-    ax.set_title("Average accuracy after each task")
+    set_titles(ax, "Average accuracy after each task", subtitle)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
     return png_bytes(fig)
 
 
-def flips_png(pooled_rows: Sequence[dict[str, Any]], num_tasks: int) -> bytes:
+def flips_png(pooled_rows: Sequence[dict[str, Any]], num_tasks: int, subtitle: str = "") -> bytes:
     """Negative and positive flips of each update (model $t-1$ to $t$), on the earlier tasks."""
     fig = Figure(figsize=(5.5, 3.6))
     ax = fig.add_subplot()
@@ -114,6 +135,6 @@ def flips_png(pooled_rows: Sequence[dict[str, Any]], num_tasks: int) -> bytes:
         ax.set_xticks([])
     ax.set_xlabel("after training task t (model t-1 → t)")
     ax.set_ylabel("test points of tasks 1..t-1 (count)")
-    ax.set_title("Prediction flips at each update")
+    set_titles(ax, "Prediction flips at each update", subtitle)
     ax.grid(alpha=0.3, axis="y")
     return png_bytes(fig)

@@ -22,12 +22,19 @@ From these predictions `CLResults` derives
 
 `state_dict()` / `load_state_dict()` hold only tensors, numbers, strings, lists, dicts and `None`
 (safe for `torch.load(..., weights_only=True)`), so a resumed run ends with identical results.
-`write(results_dir, config)` writes the files described in `clarena.metrics.writers`.
+`write(results_dir, config)` writes the files described in `clarena.metrics.writers`, with the
+run's identity and provenance (`clarena.metrics.provenance`).
+
+Wall time per task: the task loop gives it with `set_task_time(task_id, seconds)` (training and
+testing of the task). A task it did not time gets the time `CLResults` measured itself: from the
+first prediction added after the previous task to the first prediction added after this one
+(so the tasks' times add up to the run's time, less what came before the first task).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +81,9 @@ class CLResults:
         self._reference_preds: dict[int, Tensor] = {}
         self.reference_name = "reference"
         self.reference_accuracy: list[float] | None = None
+        self._task_times: dict[int, float] = {}
+        self._timed_by_loop: set[int] = set()
+        self._clock = time.monotonic()
 
     # ----------------------------------------------------------------- feeding
     def _set_targets(self, test_task: int, targets: Tensor, length: int) -> None:
@@ -114,6 +124,10 @@ class CLResults:
                 added twice.
         """
         t, j = _task("after_task", after_task), _task("test_task", test_task)
+        if t not in self._task_times:  # the first prediction after task t: t's time is up
+            now = time.monotonic()
+            self._task_times[t] = now - self._clock
+            self._clock = now
         if (t, j) in self._preds:
             raise ValueError(
                 f"results for test task {j} after task {t} were already added; add each pair "
@@ -145,6 +159,34 @@ class CLResults:
             raise ValueError(f"reference accuracies must be fractions in [0, 1], got {values}")
         self.reference_accuracy = values
         self.reference_name = str(name)
+
+    def set_task_time(self, task_id: int, seconds: float) -> None:
+        """Record the wall-clock time of task `task_id` (training and testing), in seconds.
+
+        The task loop calls it once per task, after the task's tests; the value replaces the time
+        `CLResults` measured itself and is written to `metrics.json` (`provenance`).
+        """
+        t = _task("task_id", task_id)
+        value = float(seconds)
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(f"seconds must be a finite number >= 0, got {seconds!r}")
+        self._task_times[t] = value
+        self._timed_by_loop.add(t)
+
+    @property
+    def task_times(self) -> dict[int, float]:
+        """Wall-clock seconds of every timed task, by task number."""
+        return dict(sorted(self._task_times.items()))
+
+    def _times_measured_by(self) -> str | None:
+        if not self._task_times:
+            return None
+        if self._timed_by_loop >= self._task_times.keys():
+            return "task loop"
+        if not self._timed_by_loop:
+            return "CLResults, between the first tests of consecutive tasks"
+        loop = ", ".join(str(t) for t in sorted(self._timed_by_loop))
+        return f"task loop (tasks {loop}); CLResults between tests (the others)"
 
     # ----------------------------------------------------------------- reading
     @property
@@ -242,11 +284,13 @@ class CLResults:
     def to_dict(self, config: dict[str, Any] | None = None) -> dict[str, Any]:
         """Everything `metrics.json` holds (NaN is written as `null`)."""
         from clarena import __version__
+        from clarena.metrics.provenance import run_identity
 
         matrix = self.accuracy_matrix()
         data: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "clarena_version": __version__,
+            "run": run_identity(config),
             "scenario": self.scenario,
             "num_tasks": self.num_tasks,
             "accuracy_unit": "fraction of test points classified correctly (0 to 1)",
@@ -265,20 +309,35 @@ class CLResults:
             data["summary_task_aware"] = self.summary(task_aware=True)
         return data
 
-    def write(self, results_dir: str | Path, config: dict[str, Any] | None = None) -> list[Path]:
+    def write(
+        self,
+        results_dir: str | Path,
+        config: dict[str, Any] | None = None,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> list[Path]:
         """Write `metrics.json`, the CSV tables and the PNG plots into `results_dir` (atomically).
 
         Args:
             results_dir: The folder to write into (`<output_dir>/results`); created if missing.
             config: The resolved run configuration (plain dicts and lists), stored in
-                `metrics.json` under `config`.
+                `metrics.json` under `config`; the run's identity (`run`) and the names of its
+                labels (`class_names`) are read from it.
+            provenance: Entries that replace or add to the collected provenance
+                (`clarena.metrics.provenance.collect`), stored under `provenance`.
 
         Returns:
             The paths written.
         """
+        from clarena.metrics.provenance import collect, label_names_from_config
         from clarena.metrics.writers import write_results
 
-        return write_results(self.to_dict(config), results_dir)
+        data = self.to_dict(config)
+        data["class_names"] = label_names_from_config(config)
+        data["provenance"] = {
+            **collect(config, self._task_times, self._times_measured_by(), self.num_tasks),
+            **(provenance or {}),
+        }
+        return write_results(data, results_dir)
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -301,6 +360,10 @@ class CLResults:
             ],
             "reference_name": self.reference_name,
             "reference_accuracy": self.reference_accuracy,
+            "task_times": [
+                {"task": t, "seconds": s, "by_loop": t in self._timed_by_loop}
+                for t, s in sorted(self._task_times.items())
+            ],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -323,3 +386,7 @@ class CLResults:
         self.reference_name = state.get("reference_name", "reference")
         ref = state.get("reference_accuracy")
         self.reference_accuracy = None if ref is None else [float(v) for v in ref]
+        for item in state.get("task_times", []):  # absent in checkpoints of clarena <= 0.1.0
+            self._task_times[int(item["task"])] = float(item["seconds"])
+            if item.get("by_loop"):
+                self._timed_by_loop.add(int(item["task"]))

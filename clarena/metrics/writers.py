@@ -3,14 +3,17 @@
 `write_results(data, results_dir)` takes the dict of `CLResults.to_dict` (the content of
 `metrics.json`) and writes
 
-- `metrics.json`: everything, machine-readable (NaN written as `null`);
+- `metrics.json`: everything, machine-readable (NaN written as `null`): the accuracy matrices,
+  summaries and compatibility rows, the run's identity (`run`: experiment, algorithm, dataset,
+  scenario, seed), the names of its labels (`class_names`, or `null`), its resolved `config` and
+  its `provenance` (`clarena.metrics.provenance.PROVENANCE_KEYS`);
 - `accuracy_matrix.csv`: columns `after_training_task, average_accuracy, test_on_task_1..k`
   (fractions; empty where not measured), and in CIL `accuracy_matrix_task_aware.csv` alike;
 - `compatibility.csv`: one row per (comparison, old model, new model, test task) with the counts,
   the accuracies of both models, NFR, PFR, BTC and BEC (`test_task` is `all` on pooled rows,
   `old_after_task` is empty when the old model is the user-supplied reference);
 - `accuracy_matrix.png` (and `accuracy_matrix_task_aware.png` in CIL), `average_accuracy.png`,
-  `flips.png`.
+  `flips.png`, each titled with the run's identity.
 
 Every file goes to a temporary name in the same folder first and is renamed over the target
 (`os.replace`), so a reader never sees half a file and a crash never corrupts an older one.
@@ -121,22 +124,30 @@ def pooled_consecutive(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def plot_pngs(data: dict[str, Any]) -> dict[str, bytes]:
     """The PNG plots of one run (file name -> bytes) from the content of `metrics.json`."""
+    from clarena.metrics.provenance import identity_line, run_identity
+
     aware = data.get("accuracy_matrix_task_aware")
     suffix = " (task-agnostic)" if aware is not None else ""
+    identity = data.get("run")
+    if not isinstance(identity, dict):
+        identity = run_identity(data.get("config"))
+    subtitle = identity_line(identity, data.get("scenario"))
     pngs = {
         "accuracy_matrix.png": plots.accuracy_matrix_png(
-            data["accuracy_matrix"], "Accuracy matrix a[t, j]" + suffix
+            data["accuracy_matrix"], "Accuracy matrix a[t, j]" + suffix, subtitle
         ),
         "average_accuracy.png": plots.average_accuracy_png(
-            data["average_accuracy_per_task"], data.get("average_accuracy_per_task_task_aware")
+            data["average_accuracy_per_task"],
+            data.get("average_accuracy_per_task_task_aware"),
+            subtitle,
         ),
         "flips.png": plots.flips_png(
-            pooled_consecutive(data["compatibility"]), int(data["num_tasks"])
+            pooled_consecutive(data["compatibility"]), int(data["num_tasks"]), subtitle
         ),
     }
     if aware is not None:
         pngs["accuracy_matrix_task_aware.png"] = plots.accuracy_matrix_png(
-            aware, "Accuracy matrix a[t, j] (task-aware)"
+            aware, "Accuracy matrix a[t, j] (task-aware)", subtitle
         )
     return pngs
 

@@ -5,6 +5,9 @@ $t$ is rebuilt from the run's `config.yaml` and tested on tasks $1..t$; the accu
 metrics and the plots are written into a fresh folder (`RUN_DIR/eval`, or `eval_2`, ... if that
 exists, or `-o OUT`), and compared with the results saved by training. Nothing else of the run is
 rewritten: its results, checkpoints and config stay as they are.
+
+The output is the summary only: Lightning's banners and the libraries' deprecation warnings are
+hidden (`clarena.pipelines.quiet`); `--verbose` shows them, and the traceback of a failure.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def evaluate_run(run_dir: Path, output: Path) -> tuple[object, float | None]:
         matrix (`None` when the run has no saved results to compare with).
     """
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
+    from omegaconf import DictConfig, OmegaConf
 
     from clarena.metrics import CLResults
     from clarena.pipelines import checkpoint as ckpt
@@ -46,6 +49,11 @@ def evaluate_run(run_dir: Path, output: Path) -> tuple[object, float | None]:
     from clarena.pipelines.task_loop import CONFIG_FILE, build_components, record_test_results
 
     cfg = OmegaConf.load(run_dir / CONFIG_FILE)
+    if not isinstance(cfg, DictConfig):
+        raise ValueError(
+            f"{run_dir / CONFIG_FILE} holds a {type(cfg).__name__}, not a mapping of settings: "
+            "it is not a clarena run config; restore the file written by the run"
+        )
     tasks = ckpt.saved_tasks(run_dir)
     if not tasks:
         raise FileNotFoundError(
@@ -83,7 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="the folder of a run (holding config.yaml)")
     parser.add_argument("-o", "--output", type=Path, help="where to write (default RUN_DIR/eval)")
-    parser.add_argument("--verbose", action="store_true", help="print the traceback of a failure")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show Lightning's messages and warnings, and the traceback of a failure",
+    )
     args = parser.parse_args(argv)
     run_dir = args.run_dir.expanduser().absolute()
     if not (run_dir / "config.yaml").is_file():
@@ -98,8 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {output} is not empty; choose a new --output", file=sys.stderr)
         return EXIT_BAD_INPUT
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from clarena.pipelines.quiet import quiet_output
+
     try:
-        results, diff = evaluate_run(run_dir, output)
+        with quiet_output(args.verbose):
+            results, diff = evaluate_run(run_dir, output)
     except Exception as exc:
         if args.verbose:
             import traceback

@@ -4,7 +4,8 @@
 the update (LwF's `DistillationReg`) and adds the new-error dissonance against that same model
 (`BCNewErrorReg`), which penalises new mistakes on the samples the old model got right. The
 algorithm is the class below (about thirty lines); the rest of the file runs it on the
-data-incremental 8×8 digits (offline, seconds on a CPU):
+data-incremental 8×8 digits (offline, seconds on a CPU), printing one line per task
+(`--verbose` also shows Lightning's own messages and warnings):
 
     python docs/examples/lwf_with_bc.py
 """
@@ -12,6 +13,7 @@ data-incremental 8×8 digits (offline, seconds on a CPU):
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Any, ClassVar
 
 import torch
@@ -23,6 +25,7 @@ from clarena.backbones import MLP
 from clarena.cl_algorithms import CLAlgorithm
 from clarena.cl_algorithms.regularizers import BCNewErrorReg, DistillationReg
 from clarena.heads import make_heads
+from clarena.pipelines.quiet import quiet_output
 
 
 class LwFWithBC(CLAlgorithm):
@@ -102,4 +105,5 @@ def main(steps: int = 150, lambda_c: float = 1.0, seed: int = 0) -> dict[str, li
 
 
 if __name__ == "__main__":
-    main()
+    with quiet_output(verbose="--verbose" in sys.argv[1:]):
+        main()
