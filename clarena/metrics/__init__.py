@@ -15,6 +15,9 @@
   plots of `clarena.metrics.plots`, all written atomically.
 - `clarena.metrics.html`, `clarena.metrics.sweep` and `clarena.metrics.sweep_plots`: the pages
   and plots of `clarena report`.
+- `clarena.metrics.provenance` and `clarena.metrics.class_names`: which run a results file belongs
+  to (experiment, algorithm, dataset, scenario, seed), what produced it (versions, git commit,
+  device, wall times, command line), and the names of its classes.
 
 A task loop uses it like this:
 
@@ -66,6 +69,7 @@ __all__ = [  # the submodules are listed so that pdoc documents them
     "backward_error_compatibility",
     "backward_transfer",
     "backward_trust_compatibility",
+    "class_names",
     "compatibility",
     "compatibility_counts",
     "compatibility_scores",
@@ -77,6 +81,7 @@ __all__ = [  # the submodules are listed so that pdoc documents them
     "negative_flips_per_class",
     "plots",
     "positive_flip_rate",
+    "provenance",
     "results",
     "sweep",
     "sweep_plots",
