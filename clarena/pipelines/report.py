@@ -10,7 +10,13 @@
   accuracy against BTC and against BEC with the old model's accuracy as a reference line, new-error
   and strict-imitation runs drawn with different markers and labelled with their λc, and per run the
   error overlap and the incompatible points per class (see `clarena.metrics.sweep`). Unfinished runs
-  (no `metrics.json` yet) are listed and skipped.
+  (no `metrics.json` yet) are listed and skipped. This is the page of a sweep of the
+  backward-compatibility algorithms (a λc sweep); other sweeps get the study below.
+- **A study**: `PATH` is any folder of runs (sweeps or separate runs, at any depth), or `--study`
+  is given: a method × scenario table of mean ± standard error over seeds of the final average
+  accuracy, forgetting and BWT, with the number of seeds per cell and links to each run's page,
+  as `report.html`, `study.csv` and `study.md` in `PATH/study_report/` (or `--output DIR`); see
+  `clarena.pipelines.study`.
 
 Every file is written to a temporary name and renamed. A path that is neither a run nor a sweep
 stops with a one-line error and exit status 2.
@@ -124,8 +130,10 @@ def _sweep_csv(points: list) -> str:
     return out.getvalue()
 
 
-def report(path: str | Path, output: str | Path | None = None) -> Path:
-    """Render the run or sweep at `path` (see the module docstring); return the page's path.
+def report(path: str | Path, output: str | Path | None = None, study: bool = False) -> Path:
+    """Render the run, sweep or study at `path` (see the module docstring); return the page's path.
+
+    `study=True` renders the study of the runs under `path` whatever it holds.
 
     Raises:
         ValueError: when `path` is neither a run nor a sweep, or holds no finished run.
@@ -136,34 +144,69 @@ def report(path: str | Path, output: str | Path | None = None) -> Path:
         raise ValueError(f"{path} does not exist; pass a run's output folder or a sweep folder")
     if not path.is_dir():
         raise ValueError(f"{path} is a file; pass the folder of a run or of a sweep")
+    from clarena.pipelines.study import find_results, report_study
+
     results_dir = _results_dir(path)
-    if results_dir is not None:
+    if results_dir is not None and not study:
         return report_run(results_dir, out)
     runs = _sweep_runs(path)
-    if runs:
+    if runs and not study and _is_compatibility_sweep(runs):
         return report_sweep(path, runs, out)
+    if study or find_results(path):
+        return report_study(path, out)
     raise ValueError(
         f"{path} is neither a run (no results/metrics.json) nor a sweep (no numbered run "
-        "subfolders 0/, 1/, …); pass a run's output folder or a Hydra multirun folder"
+        "subfolders 0/, 1/, …) nor a folder of runs; pass a run's output folder, a Hydra "
+        "multirun folder or a folder holding runs"
     )
+
+
+def _is_compatibility_sweep(runs: list[Path]) -> bool:
+    """Whether a numbered sweep is one of the backward-compatibility algorithms (the λc sweep
+    page), or has no finished run yet (its page says so); other sweeps are studies."""
+    from clarena.metrics.sweep import algorithm_kind, load_metrics, run_config
+
+    finished = False
+    for run in runs:
+        results_dir = _results_dir(run)
+        if results_dir is None:
+            continue
+        try:
+            data = load_metrics(results_dir)
+        except ValueError:
+            continue
+        finished = True
+        target = str((run_config(run, data).get("cl_algorithm") or {}).get("_target_", ""))
+        if algorithm_kind(target) != "other":
+            return True
+    return not finished
 
 
 def main(argv: list[str]) -> int:
     """Entry point of `clarena report`."""
     parser = argparse.ArgumentParser(
         prog="clarena report",
-        description="Render a finished run or a lambda_c sweep as a self-contained HTML page.",
+        description="Render a finished run, a lambda_c sweep or a study (a folder of runs: "
+        "method x scenario, mean ± standard error over seeds) as a self-contained HTML page.",
     )
-    parser.add_argument("path", help="a run folder (with results/metrics.json) or a sweep folder")
+    parser.add_argument(
+        "path", help="a run folder (with results/metrics.json), a sweep folder or a folder of runs"
+    )
     parser.add_argument(
         "-o",
         "--output",
         help="folder for report.html and its PNGs (default: the run's results folder, or "
         f"<sweep>/{SWEEP_REPORT_DIR})",
     )
+    parser.add_argument(
+        "--study",
+        action="store_true",
+        help="the study table of every run under PATH (default for folders of runs that are "
+        "not a run nor a λc sweep)",
+    )
     args = parser.parse_args(argv)
     try:
-        page = report(args.path, args.output)
+        page = report(args.path, args.output, study=args.study)
     except (ValueError, OSError) as error:
         print(f"clarena report: {error}", file=sys.stderr)
         return 2

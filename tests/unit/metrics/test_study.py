@@ -1,0 +1,139 @@
+"""`clarena report` over a folder of runs: mean ± standard error per method and scenario."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from clarena.metrics.study import mean_and_standard_error
+from clarena.pipelines import report
+
+
+def _run(
+    folder: Path,
+    target: str,
+    seed: int,
+    acc: float,
+    forgetting: float,
+    bwt: float,
+    page: bool = True,
+) -> Path:
+    """A finished 2-task CIL run whose final accuracies are (acc + bwt, acc - bwt); with its page
+    `results/report.html` already written when `page` (as `clarena train` leaves it)."""
+    results = folder / "results"
+    results.mkdir(parents=True)
+    first = acc + bwt  # a21; a11 = a21 + forgetting
+    matrix = [[first + forgetting, None], [first, acc - bwt]]
+    data = {
+        "format_version": 1,
+        "scenario": "CIL",
+        "num_tasks": 2,
+        "accuracy_matrix": matrix,
+        "average_accuracy_per_task": [first + forgetting, acc],
+        "summary": {
+            "average_accuracy": acc,
+            "backward_transfer": bwt,
+            "forgetting": forgetting,
+            "forward_transfer": None,
+        },
+        "compatibility": [],
+        "config": {
+            "seed": seed,
+            "scenario": "CIL",
+            "cl_algorithm": {"_target_": target},
+            "cl_dataset": {"source": "mnist"},
+        },
+    }
+    (results / "metrics.json").write_text(json.dumps(data))
+    if page:
+        (results / "report.html").write_text("<!DOCTYPE html><title>run</title>")
+    return folder
+
+
+@pytest.fixture
+def study_dir(tmp_path: Path) -> Path:
+    """2 methods × 2 seeds: EWC as a Hydra sweep (0/, 1/), ER as two separate runs."""
+    root = tmp_path / "study"
+    _run(root / "sweep_ewc" / "0", "clarena.cl_algorithms.EWC", 2, 0.80, 0.10, -0.10)
+    _run(root / "sweep_ewc" / "1", "clarena.cl_algorithms.EWC", 3, 0.90, 0.20, -0.20)
+    _run(root / "er_seed2", "clarena.cl_algorithms.ER", 2, 0.95, 0.04, -0.04, page=False)
+    _run(root / "er_seed3", "clarena.cl_algorithms.ER", 3, 0.91, 0.00, 0.00)
+    return root
+
+
+def test_mean_and_standard_error_by_hand() -> None:
+    # mean 2, s² = (1 + 0 + 1) / 2 = 1, SE = 1 / √3
+    e = mean_and_standard_error([1.0, 2.0, None, 3.0])
+    assert (e.mean, e.n) == (2.0, 3) and e.standard_error == pytest.approx(1 / math.sqrt(3))
+    single = mean_and_standard_error([0.5])
+    assert (single.mean, single.standard_error, single.n) == (0.5, None, 1)
+    assert mean_and_standard_error([None]).mean is None
+
+
+def test_study_of_two_methods_and_two_seeds(study_dir: Path) -> None:
+    assert report.main([str(study_dir)]) == 0
+    out = study_dir / "study_report"
+    rows = list(csv.DictReader((out / "study.csv").open()))
+    assert [(r["method"], r["scenario"], r["num_seeds"], r["seeds"]) for r in rows] == [
+        ("ER", "CIL", "2", "2 3"),
+        ("EWC", "CIL", "2", "2 3"),
+    ]
+    er, ewc = rows
+    # n = 2: mean (x1 + x2) / 2, SE = s / √2 = |x1 - x2| / 2
+    expected = {
+        "ER": {"average_accuracy": (0.93, 0.02), "forgetting": (0.02, 0.02)},
+        "EWC": {"average_accuracy": (0.85, 0.05), "forgetting": (0.15, 0.05)},
+    }
+    expected["ER"]["backward_transfer"] = (-0.02, 0.02)
+    expected["EWC"]["backward_transfer"] = (-0.15, 0.05)
+    for row in (er, ewc):
+        for key, (mean, se) in expected[row["method"]].items():
+            assert float(row[f"{key}_mean"]) == pytest.approx(mean, abs=1e-12)
+            assert float(row[f"{key}_se"]) == pytest.approx(se, abs=1e-12)
+            assert row[f"{key}_n"] == "2"
+    markdown = (out / "study.md").read_text()
+    assert "| method | CIL |" in markdown
+    assert "| ER | 93.00 ± 2.00 (n=2) |" in markdown
+    assert "| EWC | 85.00 ± 5.00 (n=2) |" in markdown  # final average accuracy
+    assert "| EWC | 15.00 ± 5.00 (n=2) |" in markdown  # forgetting
+    assert "| EWC | -15.00 ± 5.00 (n=2) |" in markdown  # BWT
+    assert "[seed 2](../sweep_ewc/0/results/report.html)" in markdown
+    page = (out / "report.html").read_text()
+    assert "<td>85.00 ± 5.00 (n=2)</td>" in page
+    assert page.count('<a href="../') == 4
+    # the run without a page got one (clarena report <run>), which the link reaches
+    assert "<!DOCTYPE html>" in (study_dir / "er_seed2" / "results" / "report.html").read_text()
+    assert "[seed 2](../er_seed2/results/report.html)" in markdown
+
+
+def test_a_sweep_of_other_algorithms_is_a_study(study_dir: Path, tmp_path: Path) -> None:
+    assert report.main([str(study_dir / "sweep_ewc"), "-o", str(tmp_path / "out")]) == 0
+    rows = list(csv.DictReader((tmp_path / "out" / "study.csv").open()))
+    assert [(r["method"], r["num_seeds"]) for r in rows] == [("EWC", "2")]
+    # --study over one run: a study of one seed, no standard error
+    assert report.main([str(study_dir / "er_seed3"), "--study", "-o", str(tmp_path / "one")]) == 0
+    (row,) = csv.DictReader((tmp_path / "one" / "study.csv").open())
+    assert row["average_accuracy_mean"] == "0.91" and row["average_accuracy_se"] == ""
+
+
+def test_values_are_escaped_and_datasets_not_pooled(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    _run(root / "a", "x.<script>alert(1)</script>", 1, 0.5, 0.1, -0.1)
+    other = _run(root / "b", "clarena.cl_algorithms.ER", 1, 0.6, 0.1, -0.1)
+    data = json.loads((other / "results" / "metrics.json").read_text())
+    data["config"]["cl_dataset"]["source"] = "fashion_mnist"
+    (other / "results" / "metrics.json").write_text(json.dumps(data))
+    assert report.main([str(root), "--study"]) == 0
+    page = (root / "study_report" / "report.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; (mnist)" in page
+    assert "ER (fashion_mnist)" in page
+
+
+def test_a_folder_without_runs_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
+    assert report.main([str(tmp_path), "--study"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no finished run under" in err
