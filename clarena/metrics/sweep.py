@@ -25,6 +25,7 @@ from typing import Any
 
 from clarena.metrics.html import figure, page, pct, table
 from clarena.metrics.sweep_plots import KIND_STYLE
+from clarena.metrics.sweep_summary import Estimate, aggregate, ensemble_reference
 from clarena.metrics.writers import FORMAT_VERSION
 
 
@@ -46,6 +47,10 @@ class SweepPoint:
     average_accuracy: float | None
     error_overlap: dict[str, int] = field(default_factory=dict)
     negative_flips_per_class: list[int] = field(default_factory=list)
+    seed: int | None = None
+    hyper_parameters: dict[str, Any] = field(default_factory=dict)
+    run_dir: Path | None = None
+    setting: str = ""
 
     @property
     def label(self) -> str:
@@ -88,10 +93,13 @@ def run_config(run_dir: Path, data: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def algorithm_kind(target: str) -> str:
-    """`"new_error"`, `"strict_imitation"` or `"other"` from a `_target_` such as
-    `clarena.cl_algorithms.BCNewError`."""
+def algorithm_kind(target: str, distance: Any = None) -> str:
+    """`"new_error"`, `"strict_imitation"`, `"focal_kl"`, `"focal_lm"` or `"other"` from a
+    `_target_` such as `clarena.cl_algorithms.BCNewError` (and, for focal distillation, the
+    `distance` of its config, `"kl"` by default)."""
     name = target.rsplit(".", 1)[-1].lower()
+    if "focaldistillation" in name:
+        return "focal_lm" if distance == "lm" else "focal_kl"
     if "strictimitation" in name:
         return "strict_imitation"
     if "newerror" in name:
@@ -118,13 +126,15 @@ def final_comparison(data: dict[str, Any]) -> dict[str, Any] | None:
 
 def sweep_point(name: str, run_dir: Path, data: dict[str, Any]) -> SweepPoint:
     """Reduce one run's `metrics.json` to a `SweepPoint`."""
-    algorithm_config = run_config(run_dir, data).get("cl_algorithm") or {}
+    config = run_config(run_dir, data)
+    algorithm_config = config.get("cl_algorithm") or {}
     target = str(algorithm_config.get("_target_", "unknown"))
     row = final_comparison(data) or {}
+    seed = config.get("seed")
     return SweepPoint(
         name=name,
         algorithm=target.rsplit(".", 1)[-1],
-        kind=algorithm_kind(target),
+        kind=algorithm_kind(target, algorithm_config.get("distance")),
         lambda_c=_number(algorithm_config.get("lambda_c")),
         comparison=str(row.get("comparison", "none")),
         accuracy=_number(row.get("new_accuracy")),
@@ -136,7 +146,88 @@ def sweep_point(name: str, run_dir: Path, data: dict[str, Any]) -> SweepPoint:
         average_accuracy=_number((data.get("summary") or {}).get("average_accuracy")),
         error_overlap=dict(row.get("error_overlap") or {}),
         negative_flips_per_class=list(row.get("negative_flips_per_class") or []),
+        seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+        hyper_parameters={
+            key: value
+            for key, value in algorithm_config.items()
+            if key not in _NOT_HYPER_PARAMETERS and isinstance(value, (bool, int, float, str))
+        },
+        run_dir=Path(run_dir),
     )
+
+
+#: `cl_algorithm` keys that do not tell settings apart (the strength is its own column).
+_NOT_HYPER_PARAMETERS = ("_target_", "lambda_c", "buffer_seed")
+
+
+def name_settings(points: list[SweepPoint]) -> None:
+    r"""Set each point's `setting`: the hyper-parameters (other than $\lambda_c$ and the seed)
+    whose values differ between the points of its algorithm, as `key=value` text."""
+    by_algorithm: dict[str, list[SweepPoint]] = {}
+    for p in points:
+        by_algorithm.setdefault(p.algorithm, []).append(p)
+    for members in by_algorithm.values():
+        keys = sorted({k for p in members for k in p.hyper_parameters})
+        varying = [k for k in keys if len({repr(p.hyper_parameters.get(k)) for p in members}) > 1]
+        for p in members:
+            p.setting = " ".join(f"{k}={p.hyper_parameters.get(k)}" for k in varying)
+
+
+def _estimate(value: Estimate, scale: float = 100.0, signed: bool = False) -> str:
+    if value.mean is None:
+        return "–"
+    text = f"{value.mean * scale:+.2f}" if signed else f"{value.mean * scale:.2f}"
+    return text if value.se is None else f"{text} ± {value.se * scale:.2f}"
+
+
+def seed_summary(points: list[SweepPoint]) -> list[str]:
+    """The page section of a sweep over seeds: mean ± standard error per setting, the Pareto
+    front, and the ensemble reference line (nothing when no setting has two seeds)."""
+    name_settings(points)
+    groups = aggregate(points)
+    if not any(g.accuracy.n >= 2 for g in groups):
+        return []
+    body = [
+        "<h2>Mean over seeds</h2>",
+        '<p class="meta">mean ± standard error over the seeds of each setting; changes are paired '
+        "with the λc = 0 run of the same seed (relative NFR change: mean NFR difference over the "
+        "baseline's mean NFR); ★: on the Pareto front of accuracy and NFR</p>",
+        table(
+            [
+                "setting",
+                "seeds",
+                "new acc. (%)",
+                "NFR (%)",
+                "Δ acc. (points)",
+                "Δ NFR (rel. %)",
+                "Pareto",
+            ],
+            [
+                [
+                    g.label,
+                    g.accuracy.n,
+                    _estimate(g.accuracy),
+                    _estimate(g.nfr),
+                    _estimate(g.accuracy_change, signed=True),
+                    _estimate(g.nfr_relative_change, signed=True),
+                    "★" if g.pareto else "",
+                ]
+                for g in groups
+            ],
+            text_columns=1,
+        ),
+    ]
+    ensemble = ensemble_reference(points)
+    if ensemble is not None:
+        body.append(
+            '<p class="note">Ensemble reference (PCT): the averaged softmax of the '
+            f"{ensemble.members} λc = 0 updates has accuracy {ensemble.accuracy * 100:.2f}% and "
+            "NFR "
+            f"{_estimate(ensemble.nfr)}% against the members' old models (BTC "
+            f"{_estimate(ensemble.btc)}%), where each update alone has NFR "
+            f"{_estimate(ensemble.member_nfr)}%.</p>"
+        )
+    return body
 
 
 def sweep_page(
@@ -208,6 +299,7 @@ def sweep_page(
             ],
             text_columns=2,
         ),
+        *seed_summary(points),
         "<h2>Error overlap and incompatible points</h2>",
         '<div class="plots">',
         figure(

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 KIND_STYLE: dict[str, tuple[str, str, str, str]] = {
     "new_error": ("new-error (BCNewError)", "o", "#1f77b4", "blue circles"),
     "strict_imitation": ("strict imitation (StrictImitation)", "^", "#d62728", "red triangles"),
+    "focal_kl": ("focal distillation FD-KL", "D", "#2ca02c", "green diamonds"),
+    "focal_lm": ("focal distillation FD-LM", "v", "#9467bd", "purple down-triangles"),
     "other": ("other algorithm", "s", "#7f7f7f", "grey squares"),
 }
 
@@ -55,6 +57,20 @@ def tradeoff_png(points: list[SweepPoint], metric: str) -> bytes:
             zorder=2,
             label=f"old model ({mean_old:.1f}%{spread})",
         )
+    if metric == "btc":
+        from clarena.metrics.sweep_summary import ensemble_reference
+
+        ensemble = ensemble_reference(points)
+        if ensemble is not None and ensemble.btc.mean is not None:
+            ax.axvline(
+                ensemble.btc.mean * 100,
+                color="#ff7f0e",
+                linestyle=":",
+                linewidth=1.5,
+                zorder=2,
+                label=f"ensemble of {ensemble.members} λc=0 updates (acc. "
+                f"{ensemble.accuracy * 100:.1f}%)",
+            )
     ax.set_xlabel(f"{title[metric]} (%)")
     ax.set_ylabel("new model accuracy (%)")
     ax.set_title(f"Accuracy against {metric.upper()} across the sweep")
