@@ -125,10 +125,12 @@ class ResumeStateCallback(pl.Callback):
 
     Args:
         task_id: The task being trained.
+        config_digest: SHA-256 of the run's `config.yaml` (a resume checks it).
     """
 
-    def __init__(self, task_id: int) -> None:
+    def __init__(self, task_id: int, config_digest: str = "") -> None:
         self.task_id = task_id
+        self.config_digest = config_digest
         self._pending: dict[str, Any] | None = None
         self._module: pl.LightningModule | None = None
 
@@ -141,6 +143,7 @@ class ResumeStateCallback(pl.Callback):
         extra_state = getattr(self._module, "extra_cl_state", None)
         return {
             "task_id": self.task_id,
+            "config_digest": self.config_digest,
             "rng": capture_rng(),
             "extra_cl_state": extra_state() if extra_state is not None else {},
         }

@@ -11,8 +11,9 @@ A run folder holds, under `checkpoints/`:
   (`clarena.pipelines.callbacks.ResumeStateCallback`). It is deleted once the task's own checkpoint
   is written.
 
-Every file is written under a temporary name in the same folder and renamed (`os.replace`), so a
-process killed at any moment leaves either the previous file or the new one, never half of one.
+Every file is written under a temporary name in the same folder and renamed (`os.replace`, see
+`clarena.core.files`), so a process killed at any moment leaves either the previous file or the
+new one, never half of one.
 Checkpoints hold only tensors, numbers, strings, lists and dicts and are read with
 `torch.load(..., weights_only=True)`: opening one never runs code from it.
 """
@@ -20,10 +21,8 @@ Checkpoints hold only tensors, numbers, strings, lists and dicts and are read wi
 from __future__ import annotations
 
 import io
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,9 @@ import numpy as np
 import torch
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from clarena.core.files import atomic_write_bytes
+from clarena.pipelines.errors import ClarenaError
 
 FORMAT_VERSION = 1
 """Version of the layout of `after_task_<t>.pt`."""
@@ -44,26 +46,6 @@ WITHIN_TASK_DIR = "within_task"
 _TASK_FILE = re.compile(r"after_task_(\d+)\.pt$")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` (UTF-8) to `path` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """`torch.save` to `path` atomically."""
     buffer = io.BytesIO()
@@ -71,9 +53,35 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+class CheckpointError(ClarenaError, ValueError):
+    """A checkpoint file that cannot be read (damaged, foreign, unsafe or of an older format)."""
+
+
 def safe_load(path: Path) -> Any:
-    """Load a checkpoint with `weights_only=True` onto the CPU (no code from the file runs)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Load a checkpoint with `weights_only=True` onto the CPU (no code from the file runs).
+
+    Raises:
+        CheckpointError: One line naming the file, what is wrong with it and what to do.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except Exception as exc:  # a truncated zip raises OSError(EINVAL) from torch's reader
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+        if not head:
+            kind = "it is empty (a write was cut short)"
+        elif head != b"PK\x03\x04":  # every torch.save file since PyTorch 1.6 is a zip archive
+            kind = "it is not a PyTorch checkpoint (random bytes or a legacy format)"
+        elif "Weights only load failed" in str(exc):
+            kind = "it holds Python objects that a checkpoint never holds (refused unopened)"
+        else:
+            kind = "it is truncated or damaged"
+        raise CheckpointError(
+            f"cannot read the checkpoint {path}: {kind}; delete it to resume from the checkpoint "
+            "before it, or start the run again"
+        ) from exc
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -131,12 +139,25 @@ def within_task_dir(run_dir: Path) -> Path:
 
 
 def saved_tasks(run_dir: Path) -> list[int]:
-    """The tasks with a finished checkpoint in `run_dir`, ascending."""
+    """The tasks with a checkpoint file in `run_dir`, ascending."""
     folder = run_dir / CHECKPOINT_DIR
     if not folder.is_dir():
         return []
     found = (_TASK_FILE.match(p.name) for p in folder.iterdir())
     return sorted(int(m.group(1)) for m in found if m)
+
+
+def finished_tasks(run_dir: Path, num_tasks: int | None = None) -> list[int]:
+    """The tasks `1..k` whose checkpoints are all present (and `k <= num_tasks` when given).
+
+    A stray file (`after_task_10.pt` in a 5-task run, or one after a gap) is not a finished task:
+    a run is only as far as its unbroken sequence of task checkpoints.
+    """
+    saved = set(saved_tasks(run_dir))
+    done: list[int] = []
+    while len(done) + 1 in saved and (num_tasks is None or len(done) < num_tasks):
+        done.append(len(done) + 1)
+    return done
 
 
 def save_task_checkpoint(
@@ -146,11 +167,13 @@ def save_task_checkpoint(
     cl_state: dict[str, Any],
     results_state: dict[str, Any],
     config: dict[str, Any],
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write the checkpoint after `task_id` atomically and return its path.
 
     The random-number states are captured here, so call it last, after everything of the task
-    (testing, `on_task_end`) has consumed random numbers.
+    (testing, `on_task_end`) has consumed random numbers. `extra` adds top-level entries (the
+    config's digest, the logging step reached, ...).
     """
     path = task_checkpoint_path(run_dir, task_id)
     atomic_torch_save(
@@ -162,6 +185,7 @@ def save_task_checkpoint(
             "results": results_state,
             "rng": capture_rng(),
             "config": config,
+            **(extra or {}),
         },
         path,
     )
@@ -173,7 +197,7 @@ def load_task_checkpoint(path: Path) -> dict[str, Any]:
     state = safe_load(path)
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         found = state.get("format_version") if isinstance(state, dict) else type(state).__name__
-        raise ValueError(
+        raise CheckpointError(
             f"{path} is not a clarena task checkpoint of format {FORMAT_VERSION} "
             f"(found {found!r}); "
             "it was written by another clarena version: re-run the experiment"

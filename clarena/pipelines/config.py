@@ -259,6 +259,9 @@ def _check_top_level(cfg: DictConfig) -> None:
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"wrong type for seed: got {seed!r}, expected an integer; e.g. seed=1")
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed={seed} is outside 0..{MAX_SEED} (numpy's range); e.g. seed=1")
+    _check_budget(cfg)
     for key in ("output_dir", "experiment_name"):
         if not isinstance(cfg.get(key), str) or not cfg.get(key):
             raise ConfigError(f"{key} must be a non-empty string, got {cfg.get(key)!r}")
@@ -271,6 +274,47 @@ def _check_top_level(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"the config has no {group} with a _target_: pick one with {group}=<name> "
                 "(`clarena list` shows them)"
+            )
+
+
+MAX_SEED = 2**32 - 1
+"""The largest seed numpy's generators accept."""
+
+
+def _check_budget(cfg: DictConfig) -> None:
+    """Refuse a training budget that trains nothing or that Lightning would reject mid-run."""
+    trainer = cfg.get("trainer")
+    if not isinstance(trainer, DictConfig):
+        return
+    max_steps, max_epochs = trainer.get("max_steps", -1), trainer.get("max_epochs", None)
+    for key, value in (("max_steps", max_steps), ("max_epochs", max_epochs)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            continue  # a wrong type is reported by the Trainer's signature check
+        if value < -1:
+            raise ConfigError(
+                f"trainer.{key}={value!r} is not a budget: use a positive integer, or -1 for none"
+            )
+        if value == 0:
+            raise ConfigError(
+                f"trainer.{key}=0 trains nothing: use a positive number (or -1 for no limit)"
+            )
+    if max_steps == -1 and max_epochs == -1:
+        raise ConfigError(
+            "trainer.max_steps=-1 and trainer.max_epochs=-1 never end a task: set one of them"
+        )
+    num_tasks = cfg.get("cl_dataset", {}).get("num_tasks", None)
+    if num_tasks is not None and (
+        isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks <= 0
+    ):
+        raise ConfigError(f"cl_dataset.num_tasks={num_tasks!r}: use a positive integer")
+    accelerator = str(trainer.get("accelerator", "auto"))
+    if accelerator in {"gpu", "cuda"}:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"trainer.accelerator={accelerator} but this machine has no CUDA GPU: use "
+                "trainer=cpu (or trainer.accelerator=auto)"
             )
 
 

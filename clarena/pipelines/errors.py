@@ -54,6 +54,10 @@ def one_line(exc: BaseException) -> str:
 
     while isinstance(exc, InstantiationException) and exc.__cause__ is not None:
         exc = exc.__cause__
+    if isinstance(exc, OSError) and exc.errno is not None:
+        from clarena.core.files import describe_os_error
+
+        return describe_os_error(exc)
     text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
     if isinstance(exc, ClarenaError):
         return text

@@ -32,6 +32,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from clarena.core.files import atomic_write_text
 from clarena.heads import make_heads
 from clarena.metrics import CLResults
 from clarena.pipelines import checkpoint as ckpt
@@ -43,6 +44,9 @@ from clarena.pipelines.callbacks import (
     kill_point,
 )
 from clarena.pipelines.config import callback_nodes, logger_nodes, to_plain
+from clarena.pipelines.errors import ConfigError
+from clarena.pipelines.loggers import CSVLogger, TaskSteps
+from clarena.pipelines.run_folder import CONFIG_FILE, config_digest, relocatable
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +56,19 @@ RESULTS_DIR = "results"
 WITHIN_TASK_FILE = "last.ckpt"
 """Lightning's checkpoint of the task in progress (`filename: last` in `callbacks/default.yaml`)."""
 
-CONFIG_FILE = "config.yaml"
-"""The resolved config of a run, written when it starts (what `resume` and `eval` rebuild from)."""
+
+@dataclass
+class Progress:
+    """Where a run is (for the message of an interrupted run)."""
+
+    task: int = 0
+    num_tasks: int = 0
+    trainer: pl.Trainer | None = None
+
+    @property
+    def step(self) -> int:
+        """The optimizer steps done in the current task."""
+        return int(self.trainer.global_step) if self.trainer is not None else 0
 
 
 @dataclass
@@ -90,7 +105,12 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
 
 
 def build_trainer(
-    cfg: DictConfig, run_dir: Path, task_id: int, loggers: list[Any], extra: list[Any]
+    cfg: DictConfig,
+    run_dir: Path,
+    task_id: int,
+    loggers: list[Any],
+    extra: list[Any],
+    digest: str = "",
 ) -> pl.Trainer:
     """A fresh Trainer for task `task_id` with the configured callbacks plus the pipeline's own."""
     callbacks = [instantiate(node) for node in callback_nodes(cfg).values()]
@@ -99,7 +119,7 @@ def build_trainer(
             callback.dirpath = str(ckpt.within_task_dir(run_dir))
     # without a configured ModelCheckpoint, Lightning would add its own (into the run folder)
     checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
-    callbacks += [ResumeStateCallback(task_id), *extra]
+    callbacks += [ResumeStateCallback(task_id, digest), *extra]
     has_bar = any(isinstance(c, ProgressBar) for c in callbacks)
     if cfg.trainer.get("enable_progress_bar", True) and not has_bar:
         callbacks.append(TaskProgressBar())
@@ -112,15 +132,25 @@ def build_trainer(
     )
 
 
-def _within_task_checkpoint(run_dir: Path, task_id: int) -> Path | None:
-    """Lightning's last checkpoint of task `task_id` if the run died inside that task."""
+def _check_digest(found: str | None, digest: str, run_dir: Path, source: Path) -> None:
+    if found and found != digest:
+        raise ConfigError(
+            f"{run_dir / CONFIG_FILE} was changed after {source.name} was written, so the run "
+            "cannot continue as it began: restore the config, or start a new run with the change"
+        )
+
+
+def _within_task_checkpoint(run_dir: Path, task_id: int, digest: str) -> tuple[Path, int] | None:
+    """Lightning's last checkpoint of task `task_id` and its step, if the run died in that task."""
     path = ckpt.within_task_dir(run_dir) / WITHIN_TASK_FILE
     if not path.is_file():
         return None
-    state = ckpt.safe_load(path).get("callbacks", {}).get(ResumeStateCallback.__qualname__, {})
+    checkpoint = ckpt.safe_load(path)
+    state = checkpoint.get("callbacks", {}).get(ResumeStateCallback.__qualname__, {})
     if state.get("task_id") != task_id:
         return None
-    return path
+    _check_digest(state.get("config_digest"), digest, run_dir, path)
+    return path, int(checkpoint.get("global_step", 0))
 
 
 def record_test_results(
@@ -140,17 +170,22 @@ def record_test_results(
         )
 
 
-def _restore(run_dir: Path, components: Components, results: CLResults) -> int:
-    """Load the last task checkpoint of `run_dir`; return the task to continue with."""
-    done = ckpt.saved_tasks(run_dir)
+def _restore(
+    run_dir: Path, components: Components, results: CLResults, digest: str
+) -> tuple[int, int]:
+    """Load the last task checkpoint of `run_dir`; return the task to continue with and the
+    logging step reached."""
+    done = ckpt.finished_tasks(run_dir, int(components.datamodule.num_tasks))
     if not done:
-        return 1
-    state = ckpt.load_task_checkpoint(ckpt.task_checkpoint_path(run_dir, done[-1]))
+        return 1, 0
+    path = ckpt.task_checkpoint_path(run_dir, done[-1])
+    state = ckpt.load_task_checkpoint(path)
+    _check_digest(state.get("config_digest"), digest, run_dir, path)
     components.algorithm.load_cl_state_dict(state["cl_state"])
     results.load_state_dict(state["results"])
     ckpt.restore_rng(state["rng"])
     log.info("resuming %s after task %d", run_dir, done[-1])
-    return done[-1] + 1
+    return done[-1] + 1, int(state.get("log_step", 0))
 
 
 #: Lightning warnings that would repeat at every task and say nothing about the run.
@@ -161,47 +196,69 @@ _QUIET = (
 )
 
 
-def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False) -> CLResults:
+def run_experiment(
+    cfg: DictConfig, run_dir: Path, resume: bool = False, progress: Progress | None = None
+) -> CLResults:
     """Run (or, with `resume`, continue) the experiment `cfg` in `run_dir`; return its results.
 
     Args:
         cfg: The composed config (`cfg.output_dir` should equal `run_dir`).
         run_dir: The run folder: `config.yaml`, `checkpoints/`, `results/`, logs.
         resume: Continue from the checkpoints already in `run_dir`.
+        progress: Updated with the task and Trainer in progress (for interruption messages).
     """
     with warnings.catch_warnings():
         for pattern in _QUIET:
             warnings.filterwarnings("ignore", message=pattern)
-        return _run(cfg, Path(run_dir), resume)
+        return _run(cfg, Path(run_dir), resume, progress or Progress())
 
 
-def _run(cfg: DictConfig, run_dir: Path, resume: bool) -> CLResults:
+def _run(cfg: DictConfig, run_dir: Path, resume: bool, progress: Progress) -> CLResults:
     plain = to_plain(cfg)
     if not resume:
-        ckpt.atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(plain))
+        text = OmegaConf.to_yaml(relocatable(plain, run_dir))
+        atomic_write_text(run_dir / CONFIG_FILE, text)
+    digest = config_digest(run_dir)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     components = build_components(cfg)
     algorithm, datamodule = components.algorithm, components.datamodule
     results = CLResults(cfg.scenario)
-    start = _restore(run_dir, components, results) if resume else 1
-    loggers = build_loggers(cfg)
-    kill = kill_point()
+    start, log_step = _restore(run_dir, components, results, digest) if resume else (1, 0)
     num_tasks = int(datamodule.num_tasks)
+    resume_from = _within_task_checkpoint(run_dir, start, digest) if resume else None
+    loggers = build_loggers(cfg)
+    for logger in loggers:
+        if resume and isinstance(logger, CSVLogger):
+            logger.keep_until = log_step + (resume_from[1] if resume_from else 0)
+    steps = TaskSteps(loggers)
+    steps.offset = log_step
+    kill = kill_point()
+    progress.num_tasks = num_tasks
     for task_id in range(start, num_tasks + 1):
         log.info("task %d/%d", task_id, num_tasks)
+        progress.task, progress.trainer, steps.task = task_id, None, task_id
         datamodule.setup_task(task_id, cumulative=bool(algorithm.cumulative_data))
         algorithm.on_task_start(task_id, datamodule)
-        resume_from = _within_task_checkpoint(run_dir, task_id) if resume else None
         if resume_from is not None:
-            log.info("continuing task %d from %s", task_id, resume_from)
+            log.info("continuing task %d from %s", task_id, resume_from[0])
         extra = [KillSwitch(task_id, kill[2])] if kill and kill[:2] == ("step", task_id) else []
-        trainer = build_trainer(cfg, run_dir, task_id, loggers, extra)
-        trainer.fit(algorithm, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+        trainer = build_trainer(cfg, run_dir, task_id, loggers, extra, digest)
+        progress.trainer = trainer
+        ckpt_path = resume_from[0] if resume_from is not None else None
+        trainer.fit(algorithm, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        resume_from = None
         record_test_results(trainer, components, results, task_id)
+        steps.offset += int(trainer.global_step)
         algorithm.on_task_end(task_id, datamodule)
         results.write(run_dir / RESULTS_DIR, plain)
         ckpt.save_task_checkpoint(
-            run_dir, task_id, num_tasks, algorithm.cl_state_dict(), results.state_dict(), plain
+            run_dir,
+            task_id,
+            num_tasks,
+            algorithm.cl_state_dict(),
+            results.state_dict(),
+            plain,
+            extra={"config_digest": digest, "log_step": steps.offset},
         )
         shutil.rmtree(ckpt.within_task_dir(run_dir), ignore_errors=True)
         if kill and kill[:2] == ("after_task", task_id):

@@ -12,11 +12,17 @@ Options (everything else goes to Hydra: `--cfg job`, `--info`, `hydra/launcher=.
 - `-m`, `--multirun`: sweep over comma-separated values.
 - `-cd DIR`, `--config-dir DIR`: add a folder of your own configs to the search path (repeatable).
 - `--verbose`: print the full traceback of a failure (it is always in the run's `train.log`).
+- `--trust-config`: with `resume=`, rebuild components that are not on the run folder's
+  allow-list (your own classes); without it a run folder can only name clarena's components.
 
 Before anything runs, the overrides are composed and checked (`clarena.pipelines.config`); a bad
 key, option, type or scenario stops with one line and exit code 2, and no folder is created. Each
-run gets a fresh folder (`output_dir`); an existing folder is never written into, except by
-`resume=`, which continues an unfinished run in place with its saved config.
+run gets a fresh folder (`output_dir`, or `hydra.run.dir`, which names the same folder); an
+existing folder is never written into, except by `resume=`, which continues an unfinished run in
+place with its saved config, and except a folder whose run was killed before it wrote its config
+(that run never started, so starting it again reuses the folder). The run holds an exclusive lock
+on its folder (`clarena.pipelines.run_folder`). Ctrl-C or SIGTERM stops a run with one line saying
+where it stopped and the `resume=` command that continues it (exit codes 130 and 143).
 """
 
 from __future__ import annotations
@@ -24,9 +30,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from clarena.pipelines.errors import (
     EXIT_BAD_INPUT,
@@ -42,8 +51,57 @@ PROG = "clarena train"
 VERBOSE_ENV = "CLARENA_VERBOSE"
 """Set by `--verbose` (so that the jobs of a parallel sweep see it too)."""
 
-_HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--info", "--experimental-rerun"}
+_HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--info"}
 _HYDRA_FLAGS = {"--resolve", "--run", "-r", "--shell-completion", "-sc", "--hydra-help"}
+_REFUSED_FLAGS = {
+    "--experimental-rerun": "it unpickles the file it is given, which can run any code; "
+    "re-run a job from its folder with clarena train resume=<run dir> instead",
+}
+_RUN_DIR_KEYS = ("output_dir", "hydra.run.dir")
+"""Overrides naming the run folder (`hydra.run.dir` defaults to `output_dir`)."""
+
+
+class RunInterrupted(BaseException):
+    """Ctrl-C (SIGINT) or SIGTERM arrived while a run was going on."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@dataclass
+class _Current:
+    """The run of this process (for the message of an interrupted run)."""
+
+    run_dir: Path | None = None
+    progress: Any = None
+
+
+_current = _Current()
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise RunInterrupted(signum)
+
+
+def _install_signal_handlers() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _raise_interrupted)
+
+
+def _interrupted_message(exc: RunInterrupted) -> tuple[str, int]:
+    """The one line printed for an interrupted run, and its exit code (128 + signal)."""
+    code = 128 + exc.signum
+    run_dir, progress = _current.run_dir, _current.progress
+    if run_dir is None or not (run_dir / "config.yaml").is_file():
+        return f"{PROG}: interrupted ({exc}) before the run started; nothing to resume", code
+    where = ""
+    if progress is not None and progress.task:
+        where = f" at task {progress.task}/{progress.num_tasks}, step {progress.step}"
+    return (
+        f"{PROG}: interrupted ({exc}){where}; continue it with: {PROG} resume={run_dir}",
+        code,
+    )
 
 
 def _error(message: str) -> None:
@@ -82,11 +140,16 @@ def _first_of_sweeps(overrides: list[str]) -> list[str]:
 
 
 def _fresh_output_dir(resolved: str, explicit: bool) -> Path:
-    """The run folder: `resolved` if it is new or empty; else refuse (explicit) or add a suffix."""
+    """The run folder: `resolved` if it is new or empty; else refuse (explicit) or add a suffix.
+
+    A folder whose run was killed before it wrote `config.yaml` counts as empty: it is reused.
+    """
+    from clarena.pipelines.run_folder import never_started
+
     path = Path(resolved).expanduser().absolute()
 
     def taken(p: Path) -> bool:
-        return p.exists() and (not p.is_dir() or any(p.iterdir()))
+        return p.exists() and (not p.is_dir() or (any(p.iterdir()) and not never_started(p)))
 
     if not taken(path):
         return path
@@ -110,11 +173,15 @@ def prepare(overrides: list[str], multirun: bool) -> list[str]:
     """
     from clarena.pipelines.config import compose_config, validate_config
 
+    named = [o for o in overrides if _key(o) in _RUN_DIR_KEYS]
+    if not multirun and any(_key(o) == "hydra.run.dir" for o in named):
+        # one folder, whichever key names it: hydra.run.dir=X is output_dir=X
+        overrides = [o for o in overrides if _key(o) not in _RUN_DIR_KEYS]
+        overrides.append("output_dir=" + named[-1].split("=", 1)[1])
     single = _first_of_sweeps(overrides) if multirun else overrides
     cfg = compose_config(single)
     validate_config(cfg)
-    explicit = any(_key(o) == "output_dir" for o in overrides)
-    output_dir = _fresh_output_dir(str(cfg.output_dir), explicit)
+    output_dir = _fresh_output_dir(str(cfg.output_dir), explicit=bool(named))
     kept = [o for o in overrides if _key(o) != "output_dir"]
     return [*kept, f"output_dir={_quote(str(output_dir))}"]
 
@@ -130,6 +197,11 @@ def _task_function(cfg) -> None:
     with open_dict(cfg):
         cfg.output_dir = str(run_dir)
     try:
+        if (run_dir / "config.yaml").exists():
+            raise RunFailed(
+                f"{PROG}: error: {run_dir} already holds a run; choose a new folder, or continue "
+                f"it with {PROG} resume={run_dir}"
+            )
         execute(cfg, run_dir, resume=False)
     except RunFailed as exc:
         if hydra_cfg.mode == RunMode.MULTIRUN:
@@ -139,17 +211,35 @@ def _task_function(cfg) -> None:
 
 
 def execute(cfg, run_dir: Path, resume: bool) -> None:
-    """Run `cfg` in `run_dir`, print the summary; raise `RunFailed` with one line on failure."""
+    """Run `cfg` in `run_dir`, print the summary; raise `RunFailed` with one line on failure.
+
+    The run holds the lock of `run_dir` until it ends.
+    """
+    from clarena.core.files import remove_stale_temporaries
+    from clarena.pipelines.run_folder import lock_run_folder, unlock_run_folder
+    from clarena.pipelines.task_loop import Progress
+
+    try:
+        lock_run_folder(run_dir)
+    except ConfigError as exc:
+        raise RunFailed(f"{PROG}: error: {exc}") from None
+    _current.run_dir, _current.progress = run_dir, Progress()
+    print(f"{PROG}: {'continuing' if resume else 'run folder'} {run_dir}", file=sys.stderr)
     try:
         from clarena.pipelines.config import validate_config
         from clarena.pipelines.summary import print_summary
         from clarena.pipelines.task_loop import run_experiment
 
+        for stale in remove_stale_temporaries(run_dir):
+            log.info("removed %s, left by an interrupted write", stale)
         validate_config(cfg, build=False)  # again: every job of a sweep has its own values
-        results = run_experiment(cfg, run_dir, resume=resume)
+        results = run_experiment(cfg, run_dir, resume=resume, progress=_current.progress)
         print_summary(results, run_dir)
-    except (KeyboardInterrupt, RunFailed):
+    except (KeyboardInterrupt, RunFailed, RunInterrupted):
         raise
+    except ConfigError as exc:
+        log.debug("the run was refused", exc_info=True)
+        raise RunFailed(f"{PROG}: error: {exc}") from None
     except Exception as exc:
         log.debug("the run failed", exc_info=True)
         if _verbose():
@@ -157,6 +247,8 @@ def execute(cfg, run_dir: Path, resume: bool) -> None:
         raise RunFailed(
             f"{PROG}: error: {one_line(exc)} [traceback in {run_dir / 'train.log'}]"
         ) from None
+    finally:
+        unlock_run_folder(run_dir)
 
 
 def _launch(hydra_args: list[str]) -> int:
@@ -178,36 +270,73 @@ def _launch(hydra_args: list[str]) -> int:
     return 0
 
 
-def resume_run(run_dir_arg: str) -> int:
-    """`clarena train resume=<run dir>`: continue an interrupted run with its saved config."""
-    from omegaconf import OmegaConf
+def _rerun_command(run_dir: Path) -> str:
+    """The command that started the run in `run_dir` (from Hydra's record of its overrides)."""
+    import yaml
 
-    from clarena.pipelines import checkpoint as ckpt
-    from clarena.pipelines.task_loop import CONFIG_FILE
+    try:
+        overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return f"{PROG} <your overrides> output_dir={run_dir}"
+    if not isinstance(overrides, list):
+        return f"{PROG} <your overrides> output_dir={run_dir}"
+    return " ".join([PROG, *(str(o) for o in overrides)])
 
-    run_dir = Path(run_dir_arg).expanduser().absolute()
-    config_file = run_dir / CONFIG_FILE
-    if not config_file.is_file():
-        _error(
-            f"resume={run_dir_arg}: no {CONFIG_FILE} there, so it is not a clarena run folder; "
-            "pass the folder of the interrupted run (the one holding config.yaml and checkpoints/)"
-        )
-        return EXIT_BAD_INPUT
-    cfg = OmegaConf.load(config_file)
-    done = ckpt.saved_tasks(run_dir)
-    if done:
-        state = ckpt.load_task_checkpoint(ckpt.task_checkpoint_path(run_dir, done[-1]))
-        if done[-1] >= int(state["num_tasks"]):
-            print(f"{PROG}: {run_dir} already finished all {done[-1]} tasks; nothing to resume")
-            return 0
-    handler = logging.FileHandler(run_dir / "train.log")
-    handler.setLevel(logging.DEBUG)
-    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s"))
+
+def _console_logging(run_dir: Path) -> logging.Handler:
+    """INFO and up to the console, everything to `run_dir/train.log`; return the file handler."""
+    from clarena.pipelines.logfile import RunLogHandler
+
+    handler = RunLogHandler(str(run_dir / "train.log"))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger().addHandler(handler)
+    root = logging.getLogger()
+    for existing in root.handlers:
+        if type(existing) is logging.StreamHandler:
+            existing.setLevel(logging.INFO)  # a failure's traceback goes to the file only
+    root.addHandler(handler)
     logging.getLogger("clarena").setLevel(logging.DEBUG)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    return handler
+
+
+def resume_run(run_dir_arg: str, trust: bool = False) -> int:
+    """`clarena train resume=<run dir>`: continue an interrupted run with its saved config."""
+    from clarena.pipelines import checkpoint as ckpt
+    from clarena.pipelines.run_folder import (
+        CONFIG_FILE,
+        load_run_config,
+        lock_run_folder,
+        never_started,
+    )
+
+    run_dir = Path(run_dir_arg).expanduser().absolute()
+    if not (run_dir / CONFIG_FILE).is_file():
+        if never_started(run_dir):
+            _error(
+                f"the run in {run_dir} was stopped before it started (no {CONFIG_FILE} yet), so "
+                f"there is nothing to resume; start it again: {_rerun_command(run_dir)}"
+            )
+        else:
+            _error(
+                f"resume={run_dir_arg}: no {CONFIG_FILE} there, so it is not a clarena run "
+                "folder; pass the folder of the interrupted run (the one holding config.yaml "
+                "and checkpoints/)"
+            )
+        return EXIT_BAD_INPUT
+    try:
+        lock_run_folder(run_dir)
+        cfg = load_run_config(run_dir, trust=trust)
+        done = ckpt.finished_tasks(run_dir)
+        if done:
+            state = ckpt.load_task_checkpoint(ckpt.task_checkpoint_path(run_dir, done[-1]))
+            if done[-1] >= int(state["num_tasks"]):
+                print(f"{PROG}: {run_dir} already finished all {done[-1]} tasks; nothing to resume")
+                return 0
+    except ConfigError as exc:  # CheckpointError included
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+    handler = _console_logging(run_dir)
     try:
         execute(cfg, run_dir, resume=True)
     except RunFailed as exc:
@@ -226,6 +355,17 @@ def _usage() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `clarena train`; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    _install_signal_handlers()
+    try:
+        return _main(args)
+    except RunInterrupted as exc:
+        message, code = _interrupted_message(exc)
+        print(message, file=sys.stderr)
+        return code
+
+
+def _main(args: list[str]) -> int:
+    trust = False
     hydra_flags: list[str] = []
     overrides: list[str] = []
     config_dirs: list[str] = []
@@ -238,6 +378,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if arg == "--verbose":
             os.environ[VERBOSE_ENV] = "1"
+        elif arg == "--trust-config":
+            trust = True
+        elif arg.split("=", 1)[0] in _REFUSED_FLAGS:
+            _error(f"{arg.split('=', 1)[0]} is not supported: {_REFUSED_FLAGS[arg.split('=')[0]]}")
+            return EXIT_BAD_INPUT
         elif arg in {"-m", "--multirun"}:
             multirun = True
             hydra_flags.append("--multirun")
@@ -280,12 +425,27 @@ def main(argv: list[str] | None = None) -> int:
                 f"drop {' '.join(others) or '-m'}"
             )
             return EXIT_BAD_INPUT
-        return resume_run(resume[-1].split("=", 1)[1].strip("'\""))
+        return resume_run(resume[-1].split("=", 1)[1].strip("'\""), trust=trust)
+    if trust:
+        _error("--trust-config only applies to resume=<run dir> (a new run reads your configs)")
+        return EXIT_BAD_INPUT
     inspect_only = any(f.startswith(("--cfg", "-c", "--info", "--hydra-help")) for f in hydra_flags)
+    run_dir = None
     if not inspect_only:
         try:
             overrides = prepare(overrides, multirun)
+            if not multirun:  # lock before Hydra writes into the folder
+                from clarena.pipelines.run_folder import lock_run_folder
+
+                run_dir = Path(overrides[-1].split("=", 1)[1].strip("'"))
+                lock_run_folder(run_dir)
         except ConfigError as exc:
             _error(str(exc))
             return EXIT_BAD_INPUT
-    return _launch([*hydra_flags, *overrides])
+    try:
+        return _launch([*hydra_flags, *overrides])
+    finally:
+        if run_dir is not None:
+            from clarena.pipelines.run_folder import unlock_run_folder
+
+            unlock_run_folder(run_dir)

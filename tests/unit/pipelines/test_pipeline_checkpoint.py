@@ -12,28 +12,6 @@ import torch
 from clarena.pipelines import checkpoint as ckpt
 
 
-def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path: Path) -> None:
-    path = tmp_path / "sub" / "file.txt"
-    ckpt.atomic_write_text(path, "first")
-    ckpt.atomic_write_text(path, "second")
-    assert path.read_text() == "second"
-    assert sorted(p.name for p in path.parent.iterdir()) == ["file.txt"]
-
-
-def test_a_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "file.txt"
-    ckpt.atomic_write_text(path, "old")
-
-    def fail(src: str, dst: str) -> None:
-        raise OSError("disk full")
-
-    monkeypatch.setattr(ckpt.os, "replace", fail)
-    with pytest.raises(OSError, match="disk full"):
-        ckpt.atomic_write_text(path, "new")
-    assert path.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
-
-
 def _draw() -> tuple[float, float, list[float]]:
     return random.random(), float(np.random.rand()), torch.rand(3).tolist()  # noqa: NPY002
 
@@ -67,8 +45,57 @@ def test_task_checkpoints_load_weights_only_and_are_listed_in_order(tmp_path: Pa
 def test_a_foreign_checkpoint_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "after_task_1.pt"
     torch.save({"format_version": 99}, path)
-    with pytest.raises(ValueError, match="not a clarena task checkpoint of format 1"):
+    with pytest.raises(ckpt.CheckpointError, match="not a clarena task checkpoint of format 1"):
         ckpt.load_task_checkpoint(path)
+
+
+class _Payload:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("ran code from a checkpoint",))
+
+
+def _damaged(kind: str, path: Path) -> None:
+    if kind == "truncated":
+        ckpt.save_task_checkpoint(path.parent.parent, 1, 3, {"w": torch.ones(64)}, {}, {})
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "random bytes":
+        path.write_bytes(bytes(range(256)) * 8)
+    elif kind == "pickle payload":
+        torch.save({"format_version": 1, "x": _Payload()}, path)
+    else:  # empty
+        path.write_bytes(b"")
+
+
+@pytest.mark.parametrize(
+    ("kind", "says"),
+    [
+        ("truncated", "truncated or damaged"),
+        ("random bytes", "not a PyTorch checkpoint"),
+        ("pickle payload", "refused unopened"),
+        ("empty", "it is empty"),
+    ],
+)
+def test_a_damaged_checkpoint_gives_one_line_naming_the_file(
+    kind: str, says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = ckpt.task_checkpoint_path(tmp_path, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _damaged(kind, path)
+    with pytest.raises(ckpt.CheckpointError) as caught:
+        ckpt.load_task_checkpoint(path)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message and says in message
+    assert "delete it" in message
+    assert "ran code" not in capsys.readouterr().out
+
+
+def test_finished_tasks_ignore_stray_and_gapped_checkpoints(tmp_path: Path) -> None:
+    for task in (1, 2, 3, 5, 10):
+        ckpt.save_task_checkpoint(tmp_path, task, 5, {}, {}, {})
+    assert ckpt.saved_tasks(tmp_path) == [1, 2, 3, 5, 10]
+    assert ckpt.finished_tasks(tmp_path) == [1, 2, 3]
+    assert ckpt.finished_tasks(tmp_path, num_tasks=2) == [1, 2]
 
 
 def test_saved_tasks_of_a_folder_without_checkpoints_is_empty(tmp_path: Path) -> None:
