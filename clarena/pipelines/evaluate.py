@@ -33,28 +33,26 @@ def _fresh(path: Path) -> Path:
     return path.with_name(f"{path.name}_{n}")
 
 
-def evaluate_run(run_dir: Path, output: Path) -> tuple[object, float | None]:
+def evaluate_run(run_dir: Path, output: Path, trust: bool = False) -> tuple[object, float | None]:
     """Re-test the saved models of `run_dir`, write the results into `output`.
+
+    The run's `config.yaml` is read as data (`clarena.pipelines.run_folder.load_run_config`):
+    components outside the allow-list are refused unless `trust` is set.
 
     Returns:
         The new `CLResults`, and the largest absolute difference from the run's saved accuracy
         matrix (`None` when the run has no saved results to compare with).
     """
     from hydra.utils import instantiate
-    from omegaconf import DictConfig, OmegaConf
 
     from clarena.metrics import CLResults
     from clarena.pipelines import checkpoint as ckpt
     from clarena.pipelines.config import to_plain
-    from clarena.pipelines.task_loop import CONFIG_FILE, build_components, record_test_results
+    from clarena.pipelines.run_folder import load_run_config
+    from clarena.pipelines.task_loop import build_components, record_test_results
 
-    cfg = OmegaConf.load(run_dir / CONFIG_FILE)
-    if not isinstance(cfg, DictConfig):
-        raise ValueError(
-            f"{run_dir / CONFIG_FILE} holds a {type(cfg).__name__}, not a mapping of settings: "
-            "it is not a clarena run config; restore the file written by the run"
-        )
-    tasks = ckpt.saved_tasks(run_dir)
+    cfg = load_run_config(run_dir, trust=trust)
+    tasks = ckpt.finished_tasks(run_dir)
     if not tasks:
         raise FileNotFoundError(
             f"{run_dir} has no task checkpoint (checkpoints/after_task_<t>.pt) yet: finish or "
@@ -96,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="show Lightning's messages and warnings, and the traceback of a failure",
     )
+    parser.add_argument(
+        "--trust-config",
+        action="store_true",
+        help="rebuild components outside clarena's allow-list (only for configs you wrote)",
+    )
     args = parser.parse_args(argv)
     run_dir = args.run_dir.expanduser().absolute()
     if not (run_dir / "config.yaml").is_file():
@@ -106,15 +109,31 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_BAD_INPUT
     output = (args.output or _fresh(run_dir / "eval")).expanduser().absolute()
+    if output.exists() and not output.is_dir():
+        print(
+            f"{PROG}: error: --output {output} is a file; pass a folder to write the results "
+            "into (a new or empty one)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     if output.exists() and any(output.iterdir()):
         print(f"{PROG}: error: {output} is not empty; choose a new --output", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from clarena.pipelines.errors import ConfigError
+    from clarena.pipelines.run_folder import load_run_config, lock_run_folder
+
+    try:
+        lock_run_folder(run_dir)
+        load_run_config(run_dir, trust=args.trust_config)  # refuse before anything is built
+    except ConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     from clarena.pipelines.quiet import quiet_output
 
     try:
         with quiet_output(args.verbose):
-            results, diff = evaluate_run(run_dir, output)
+            results, diff = evaluate_run(run_dir, output, trust=args.trust_config)
     except Exception as exc:
         if args.verbose:
             import traceback
