@@ -12,6 +12,7 @@ from lightning import LightningModule
 from torch import Tensor, nn
 
 from clarena.cl_algorithms.snapshot import Snapshot, cpu_state
+from clarena.cl_algorithms.train_terms import TrainTermsLog
 from clarena.heads import Heads
 from clarena.heads.heads import SCENARIOS
 
@@ -28,9 +29,11 @@ class CLAlgorithm(LightningModule):
     It owns the backbone and heads, the task counter (tasks are numbered from 1), the frozen
     snapshot `h1` of the model from before the current task (when `needs_h1`), the optimizer set-up
     per task, and the test outputs the pipeline reads. An algorithm implements `loss_terms(batch)`
-    returning named scalar terms; `training_step` sums them and logs each as `train/<name>` (the
-    sum as `train/loss`). It may extend `on_task_start` / `on_task_end` (call `super()`), and
-    `extra_cl_state` / `load_extra_cl_state` for its own checkpointed state.
+    returning named scalar terms; `training_step` sums them and logs the mean of each over
+    `trainer.log_every_n_steps` steps as `train/<name>` (of the sum as `train/loss`), and stops the
+    run with `NonFiniteLossError` when a term is NaN or infinite (`TrainTermsLog`). It may extend
+    `on_task_start` / `on_task_end` (call `super()`), and `extra_cl_state` /
+    `load_extra_cl_state` for its own checkpointed state.
 
     The pipeline's loop per task t: `on_task_start(t, datamodule)`, `trainer.fit`, `trainer.test`
     (→ `test_outputs`), `on_task_end(t, datamodule)`, checkpoint `cl_state_dict()`.
@@ -94,6 +97,7 @@ class CLAlgorithm(LightningModule):
         self.test_outputs: dict[int, dict[str, Tensor]] = {}
         """After testing, per task: `preds`, `preds_task_aware`, `targets` (int64, CPU)."""
         self._test_parts: dict[int, dict[str, list[Tensor]]] = {}
+        self._train_terms = TrainTermsLog()
         self.fit_device: torch.device | None = None
         """The device of the last `fit` (Lightning moves the model back to the CPU afterwards);
         task-end computations such as EWC's Fisher run there."""
@@ -170,14 +174,17 @@ class CLAlgorithm(LightningModule):
         raise NotImplementedError(f"{type(self).__name__} must implement loss_terms(batch).")
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        """Sum the terms of `loss_terms(batch)`, log each as `train/<name>` and the sum as
-        `train/loss`."""
+        """Sum the terms of `loss_terms(batch)` and return the sum.
+
+        The terms are recorded on the device (no host synchronisation in the step); every
+        `trainer.log_every_n_steps` steps `TrainTermsLog` reads the steps since the last write
+        once, stops the run when a term was NaN or infinite, and logs each term's mean as
+        `train/<name>` and the mean sum as `train/loss`.
+        """
         terms = self.loss_terms(batch)
-        loss = torch.stack(list(terms.values())).sum()
-        batch_size = batch[0].shape[0]
-        for name, value in terms.items():
-            self.log(f"train/{name}", value.detach(), batch_size=batch_size)
-        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size)
+        values = torch.stack(list(terms.values()))
+        loss = values.sum()
+        self._train_terms.record(self, terms, values, loss)
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -191,6 +198,11 @@ class CLAlgorithm(LightningModule):
     def on_fit_start(self) -> None:
         """Remember the training device for the task-end computations."""
         self.fit_device = self.device
+
+    def configure_callbacks(self) -> list[Any]:
+        """The algorithm's own callback, `TrainTermsLog`'s end-of-epoch check and end-of-fit
+        write (a callback, so that subclasses may override any hook without calling `super()`)."""
+        return [self._train_terms]
 
     def configure_optimizers(self) -> Any:
         """A fresh optimizer (and scheduler) over `trainable_parameters()`, each task."""
