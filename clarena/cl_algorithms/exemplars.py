@@ -106,16 +106,18 @@ class ExemplarMemory:
 
     def tensors(self, device: torch.device | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """`(x, y, task_ids)` of every exemplar, classes in sorted order, each in herding order."""
-        if self._flat is None:
+        flat = self._flat
+        if flat is None:
             keys = self.classes()
             x = torch.cat([self.sets[k] for k in keys])
             counts = torch.tensor([len(self.sets[k]) for k in keys])
             tasks = torch.tensor([k[0] for k in keys]).repeat_interleave(counts)
             labels = torch.tensor([k[1] for k in keys]).repeat_interleave(counts)
-            self._flat = (x, labels, tasks)
-        if device is not None and self._flat[0].device != device:
-            self._flat = tuple(t.to(device) for t in self._flat)  # type: ignore[assignment]
-        return self._flat
+            flat = (x, labels, tasks)
+        if device is not None and flat[0].device != device:
+            flat = (flat[0].to(device), flat[1].to(device), flat[2].to(device))
+        self._flat = flat
+        return flat
 
     def sample(self, n: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor] | None:
         """Up to `n` distinct exemplars drawn uniformly at random, on `device`; None when empty."""

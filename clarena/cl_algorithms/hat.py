@@ -128,6 +128,7 @@ class HAT(CLAlgorithm):
 
     def masked_features(self, x: Tensor, masks: list[Tensor]) -> Tensor:
         """The MLP's forward pass with each hidden layer's output multiplied by its mask."""
+        assert isinstance(self.backbone, MLP)
         h, layer = x, -1
         for module in self.backbone.net:
             if isinstance(module, nn.Linear):

@@ -115,6 +115,7 @@ class ICaRL(CLAlgorithm):
                 f"null), got {memory_size} and {exemplars_per_class}."
             )
         budget = memory_size if exemplars_per_class is None else exemplars_per_class
+        assert budget is not None  # exactly one of the two is set
         if int(budget) <= 0 or (replay_batch_size is not None and replay_batch_size <= 0):
             raise ValueError(
                 f"{name}: the memory budget and replay_batch_size must be positive, got "
