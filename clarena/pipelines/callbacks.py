@@ -1,7 +1,9 @@
 """Lightning callbacks of the task loop.
 
 - `NonFiniteLossGuard` stops a run with a one-line message when the training loss is NaN or
-  infinite (configured in `callbacks/default.yaml`).
+  infinite, checking every step (a host synchronisation per step; `callbacks=debug` uses it).
+  Every algorithm's training step already checks its loss terms every `log_every_n_steps` steps
+  without one (`clarena.cl_algorithms.train_terms`), so the default callbacks leave it out.
 - `ResumeStateCallback` stores the task number, the random-number states and the algorithm's own
   state outside its modules (`extra_cl_state()`: a replay buffer filled during the task, ...) in
   Lightning's within-task checkpoints and restores them when a task resumes from one, so that a run
