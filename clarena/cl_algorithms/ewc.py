@@ -76,7 +76,8 @@ class EWC(CLAlgorithm):
         online: one running penalty (True) or one penalty per past task (False).
         fisher_labels: `"true"`, `"pred"` or `"all"` (see above).
         fisher_num_samples: use at most this many training samples for $F_t$ (None: all).
-        fisher_chunk_size: samples per vectorised per-sample-gradient call (bounds memory).
+        fisher_chunk_size: samples per vectorised per-sample-gradient call (bounds memory; the
+            matrix-product rule takes a whole batch at once).
     """
 
     def __init__(
@@ -160,35 +161,20 @@ class EWC(CLAlgorithm):
 
     def compute_fisher(self, loader: Any) -> dict[str, Tensor]:
         """Diagonal Fisher of the protected parameters over `loader`, in eval mode (see the class
-        docstring for `fisher_labels`)."""
+        docstring for `fisher_labels`).
+
+        When every protected parameter is the weight or bias of an `nn.Linear` fed 2-D inputs
+        (an MLP's), the per-sample squared gradients are summed without being formed: for a layer
+        with inputs $a_n$ and output gradients $g_n$ of sample $n$,
+        $\\sum_n w_n (g_n a_n^\\top)^{\\odot 2} = (w \\odot G^{\\odot 2})^\\top A^{\\odot 2}$
+        (a matrix product; $w_n$ the label's weight). Otherwise per-sample gradients are taken
+        with `torch.func` (`vmap` of `grad`).
+        """
         home = self._model_device()
         device = self.fit_device or home
         self.to(device)  # back where it was trained (Lightning leaves it on the CPU after fit)
-        protected = set(self.protected_parameters())
-        # Every parameter and buffer enters the functional call detached: no autograd graph is
-        # recorded outside the per-sample `grad` (a TIL task head, not protected, would otherwise
-        # chain every sample's graph into the sums: memory growing with the sample count).
-        state = {n: t.detach() for n, t in (*self.named_parameters(), *self.named_buffers())}
-        params = {n: t for n, t in state.items() if n in protected}
-        rest = {n: t for n, t in state.items() if n not in protected}
-
-        def logits_of(p: dict[str, Tensor], xi: Tensor, task: int) -> Tensor:
-            task_ids = torch.full((1,), task, dtype=torch.long, device=xi.device)
-            return functional_call(self, (p, rest), (xi.unsqueeze(0), task_ids))
-
-        def nll(p: dict[str, Tensor], xi: Tensor, yi: Tensor, task: int) -> Tensor:
-            return F.cross_entropy(logits_of(p, xi, task), yi.unsqueeze(0))  # -log p(yi | xi)
-
-        per_sample = vmap(grad(nll), in_dims=(None, 0, 0, None))
-        fisher = {n: torch.zeros_like(p) for n, p in params.items()}
-
-        def accumulate(xs: Tensor, ys: Tensor, task: int, weights: Tensor | None) -> None:
-            for n, g in per_sample(params, xs, ys, task).items():
-                g = g.pow(2)
-                if weights is not None:
-                    g = g * weights.view(-1, *([1] * (g.dim() - 1)))
-                fisher[n] += g.sum(0)
-
+        fisher = {n: torch.zeros_like(p.detach()) for n, p in self.protected_parameters().items()}
+        layers = self._linear_layers() if self.linear_fisher else None
         count = 0
         was_training = self.training
         self.eval()
@@ -201,12 +187,18 @@ class EWC(CLAlgorithm):
                         x, y, task_ids = x[:keep], y[:keep], task_ids[:keep]
                     for task in torch.unique(task_ids).tolist():
                         rows = task_ids == task
-                        for xs, ys in zip(
-                            x[rows].split(self.fisher_chunk_size),
-                            y[rows].split(self.fisher_chunk_size),
-                            strict=True,
+                        xs, ys = x[rows], y[rows]
+                        if layers is not None and not self._linear_chunk(
+                            layers, fisher, xs, ys, int(task)
                         ):
-                            self._accumulate_chunk(accumulate, state, xs, ys, int(task))
+                            layers = None  # a layer saw other than 2-D inputs
+                        if layers is None:
+                            for xc, yc in zip(
+                                xs.split(self.fisher_chunk_size),
+                                ys.split(self.fisher_chunk_size),
+                                strict=True,
+                            ):
+                                self._vmap_chunk(fisher, xc, yc, int(task))
                     count += x.shape[0]
                     if self.fisher_num_samples is not None and count >= self.fisher_num_samples:
                         break
@@ -221,22 +213,103 @@ class EWC(CLAlgorithm):
             torch.distributed.all_reduce(total)
         return {n: (f / total.clamp_min(1.0)).to(home) for n, f in fisher.items()}
 
-    def _accumulate_chunk(
-        self, accumulate: Any, state: dict[str, Tensor], xs: Tensor, ys: Tensor, task: int
-    ) -> None:
-        """Add one chunk's squared per-sample gradients at the label(s) `fisher_labels` picks."""
+    linear_fisher: bool = True
+    """Use the matrix-product Fisher when every protected parameter is an `nn.Linear`'s (set False
+    to force the per-sample `torch.func` path; both give the same values)."""
+
+    def _linear_layers(self) -> dict[str, nn.Linear] | None:
+        """Module path → `nn.Linear` for the protected parameters, or None when one is not a
+        Linear's weight or bias."""
+        layers: dict[str, nn.Linear] = {}
+        for name in self.protected_parameters():
+            path, _, leaf = name.rpartition(".")
+            module = self.get_submodule(path) if path else self
+            if not isinstance(module, nn.Linear) or leaf not in ("weight", "bias"):
+                return None
+            layers[path] = module
+        return layers
+
+    def _labels_and_weights(self, logits: Tensor, ys: Tensor) -> list[tuple[Tensor, Tensor | None]]:
+        """The label(s) each sample's log-likelihood is differentiated at, with their weights."""
         if self.fisher_labels == "true":
-            accumulate(xs, ys, task, None)
-            return
+            return [(ys, None)]
+        if self.fisher_labels == "pred":
+            return [(logits.argmax(dim=-1), None)]
+        probs = torch.softmax(logits.detach().float(), dim=-1)
+        return [(torch.full_like(ys, c), probs[:, c]) for c in range(probs.shape[-1])]
+
+    def _linear_chunk(
+        self,
+        layers: dict[str, nn.Linear],
+        fisher: dict[str, Tensor],
+        xs: Tensor,
+        ys: Tensor,
+        task: int,
+    ) -> bool:
+        """Add one chunk's Fisher by the matrix-product rule; False (nothing added) when a layer
+        saw inputs that are not `(B, in_features)` or ran more than once."""
+        seen: dict[str, list[tuple[Tensor, Tensor]]] = {path: [] for path in layers}
+
+        def keep(path: str) -> Any:
+            def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+                seen[path].append((inputs[0].detach(), output))
+
+            return hook
+
+        handles = [m.register_forward_hook(keep(path)) for path, m in layers.items()]
+        try:
+            with torch.enable_grad():
+                task_ids = torch.full((xs.shape[0],), task, dtype=torch.long, device=xs.device)
+                logits = self(xs, task_ids)
+        finally:
+            for handle in handles:
+                handle.remove()
+        if any(len(v) != 1 or v[0][0].dim() != 2 for v in seen.values()):
+            return False
+        paths = list(layers)
+        outputs = [seen[path][0][1] for path in paths]
+        choices = self._labels_and_weights(logits, ys)
+        with torch.enable_grad():
+            for i, (labels, weights) in enumerate(choices):
+                # the per-sample losses are independent (eval mode), so the gradient of their sum
+                # with respect to a layer's output holds every sample's own gradient
+                loss = F.cross_entropy(logits, labels, reduction="sum")
+                grads = torch.autograd.grad(loss, outputs, retain_graph=i + 1 < len(choices))
+                for path, g in zip(paths, grads, strict=True):
+                    g2 = g.pow(2)
+                    if weights is not None:
+                        g2 = g2 * weights.to(g2.dtype)[:, None]
+                    a = seen[path][0][0]
+                    if f"{path}.weight" in fisher:
+                        fisher[f"{path}.weight"] += g2.T @ a.pow(2)
+                    if f"{path}.bias" in fisher:
+                        fisher[f"{path}.bias"] += g2.sum(0)
+        return True
+
+    def _vmap_chunk(self, fisher: dict[str, Tensor], xs: Tensor, ys: Tensor, task: int) -> None:
+        """Add one chunk's squared per-sample gradients, taken with `torch.func`."""
+        protected = set(fisher)
+        # Every parameter and buffer enters the functional call detached: no autograd graph is
+        # recorded outside the per-sample `grad` (a TIL task head, not protected, would otherwise
+        # chain every sample's graph into the sums: memory growing with the sample count).
+        state = {n: t.detach() for n, t in (*self.named_parameters(), *self.named_buffers())}
+        params = {n: t for n, t in state.items() if n in protected}
+        rest = {n: t for n, t in state.items() if n not in protected}
+
+        def nll(p: dict[str, Tensor], xi: Tensor, yi: Tensor) -> Tensor:
+            task_ids = torch.full((1,), task, dtype=torch.long, device=xi.device)
+            logits = functional_call(self, (p, rest), (xi.unsqueeze(0), task_ids))
+            return F.cross_entropy(logits, yi.unsqueeze(0))  # -log p(yi | xi)
+
+        per_sample = vmap(grad(nll), in_dims=(None, 0, 0))
         task_ids = torch.full((xs.shape[0],), task, dtype=torch.long, device=xs.device)
         logits = functional_call(self, state, (xs, task_ids))
-        if self.fisher_labels == "pred":
-            accumulate(xs, logits.argmax(dim=-1), task, None)
-            return
-        probs = torch.softmax(logits.float(), dim=-1)
-        for c in range(probs.shape[-1]):
-            labels = torch.full_like(ys, c)
-            accumulate(xs, labels, task, probs[:, c])
+        for labels, weights in self._labels_and_weights(logits, ys):
+            for n, g in per_sample(params, xs, labels).items():
+                g2 = g.pow(2)
+                if weights is not None:
+                    g2 = g2 * weights.to(g2.dtype).view(-1, *([1] * (g2.dim() - 1)))
+                fisher[n] += g2.sum(0)
 
     def extra_cl_state(self) -> dict[str, Any]:
         """The stored Fishers and anchors."""
