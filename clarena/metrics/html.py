@@ -32,7 +32,7 @@ figure { margin: 0; } figure img { max-width: 100%; border: 1px solid #e3e3e3; }
 figcaption { font-size: 0.85rem; color: #555; max-width: 40rem; }
 pre { background: #f6f8fa; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
 .note { color: #555; font-size: 0.9rem; }
-table.wrap td.text { white-space: normal; max-width: 60rem; overflow-wrap: anywhere; }
+table.wrap td.text:last-child { white-space: normal; max-width: 60rem; overflow-wrap: anywhere; }
 """
 
 
