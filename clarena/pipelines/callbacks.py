@@ -44,7 +44,34 @@ def _loss_of(outputs: Any) -> torch.Tensor | None:
 
 
 class TaskProgressBar(RichProgressBar):
-    """The rich progress bar, with an epoch label that reads well under a step budget."""
+    """The rich progress bar, with an epoch label that reads well under a step budget, redrawn
+    every `refresh_every` training batches (and at the last batch of an epoch) rather than after
+    every batch: a redraw costs about 0.1 ms of CPU, as much as a small model's whole step.
+
+    Args:
+        refresh_every: Training batches between two updates of the bar.
+        **kwargs: As Lightning's `RichProgressBar`.
+    """
+
+    def __init__(self, refresh_every: int = 10, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if refresh_every < 1:
+            raise ValueError(f"refresh_every must be >= 1, got {refresh_every}")
+        self.refresh_every = refresh_every
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Update the bar every `refresh_every` batches and at the end of the epoch."""
+        done = batch_idx + 1
+        if done % self.refresh_every and done != self.total_train_batches:
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def _get_train_description(self, current_epoch: int) -> str:
         max_epochs = self.trainer.max_epochs
