@@ -105,7 +105,15 @@ class AGEM(CLAlgorithm):
 
     def sample_memory(self, batch_size: int) -> dict[str, Tensor]:
         """A replayed batch: `batch_size` distinct stored samples drawn uniformly, or in TIL
-        $\\lceil$`batch_size` / number of stored tasks$\\rceil$ of each stored task."""
+        $\\lceil$`batch_size` / number of stored tasks$\\rceil$ of each stored task.
+
+        Raises:
+            ValueError: Before the memory holds anything (the end of the first task).
+        """
+        if not self.memory:
+            raise ValueError(
+                "AGEM: the memory is empty until the first task ends; call on_task_end first."
+            )
         if self.scenario == "TIL":
             per_task = math.ceil(batch_size / len(self._task_rows))
             pick = torch.cat(

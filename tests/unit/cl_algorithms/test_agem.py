@@ -3,13 +3,23 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 from cl_synthetic_stream import SyntheticStream, build_algorithm
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
+import clarena.configs
+from clarena.backbones import MLP
 from clarena.cl_algorithms import AGEM
 from clarena.cl_algorithms.agem import project_gradient
+from clarena.heads import make_heads
+
+CONFIGS = Path(clarena.configs.__file__).parent / "cl_algorithm"
 
 
 def test_projection_by_hand() -> None:
@@ -99,6 +109,22 @@ def test_memory_holds_a_random_budget_of_every_class_of_the_past_tasks() -> None
     assert til.sample_memory(5)["task_ids"].tolist().count(2) == 3
     with pytest.raises(ValueError, match="budget_per_class and replay_batch_size must be positive"):
         build_algorithm("agem", "CIL", budget_per_class=0)
+    with pytest.raises(ValueError, match="the memory is empty until the first task ends"):
+        build_algorithm("agem", "CIL").sample_memory(4)
+
+
+def test_the_config_seeds_the_memory_from_the_run_seed() -> None:
+    cfg = OmegaConf.create({"seed": 7, "item": OmegaConf.load(CONFIGS / "agem.yaml")}).item
+    backbone = MLP(input_shape=(1, 4, 4), hidden_dims=(8,))
+    agem = instantiate(
+        cfg,
+        backbone=backbone,
+        heads=make_heads("CIL", backbone.output_dim),
+        optimizer=functools.partial(torch.optim.SGD, lr=0.1),
+        scenario="CIL",
+    )
+    assert agem.budget_per_class == 100 and agem.eps == 1e-7
+    assert torch.equal(agem.generator.get_state(), torch.Generator().manual_seed(7).get_state())
 
 
 def test_memory_and_generator_survive_a_weights_only_checkpoint(tmp_path) -> None:

@@ -111,3 +111,21 @@ def test_importance_matches_one_backward_per_sample_with_task_heads() -> None:
         torch.testing.assert_close(importance[n], expected[n] / len(x), rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="importance_chunk_size must be positive"):
         build_algorithm("mas", "TIL", importance_chunk_size=0)
+
+
+def test_importance_and_anchors_survive_a_weights_only_checkpoint(tmp_path) -> None:
+    torch.manual_seed(0)
+    mas = build_algorithm("mas", "CIL")
+    stream = SyntheticStream("CIL", num_tasks=3)
+    for task in (1, 2):
+        stream.setup_task(task)
+        mas.on_task_start(task, stream)
+        mas.on_task_end(task, stream)
+    torch.save(mas.cl_state_dict(), tmp_path / "state.pt")
+    restored = build_algorithm("mas", "CIL")
+    restored.load_cl_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    for key in ("mas_importance", "mas_anchors"):
+        a, b = mas.extra_cl_state()[key], restored.extra_cl_state()[key]
+        assert a.keys() == b.keys() == set(mas.protected_parameters())
+        assert all(torch.equal(a[n], b[n]) for n in a)
+    assert mas.importance["heads.linear.weight"].shape == (4, 16)
