@@ -38,8 +38,8 @@ class SI(CLAlgorithm):
     $\\xi$ = 0.1 by default (its `--epsilon`). Its split-MNIST values of $c$ are 10 (Task-IL),
     50000 (Domain-IL) and 5000 (Class-IL); the default here is the Task-IL one because TIL is the
     default scenario. Protected: the backbone and the heads' shared parameters (a TIL task head is
-    private to its task; in the reference every output unit is regularized, but the heads of other
-    tasks get no gradient there, so nothing differs). A CIL head that grew keeps its new classes
+    private to its task; the reference regularizes every output unit, but there too the units of
+    other tasks get no gradient from a task's loss). A CIL head that grew keeps its new classes
     unpenalised until they have been trained.
     Supports every scenario. Loss terms: `ce`, `si`.
 
