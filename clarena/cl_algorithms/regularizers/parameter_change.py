@@ -11,8 +11,9 @@ coefficient.
 Online EWC (Schwarz et al., *Progress & Compress: A scalable framework for continual learning*,
 ICML 2018) keeps one running Fisher estimate, so memory stays constant in the number of tasks:
 $$ F^*_t = \gamma \, F^*_{t-1} + F_t , $$
-`online_fisher_update`. Computing $F_t$ from a model (in eval mode, so BatchNorm statistics do
-not move) is the EWC algorithm's job.
+`online_fisher_update`. Offline EWC (the original, and van de Ven et al.'s reference) keeps one
+anchor and one Fisher per past task and sums one such penalty per task. Computing $F_t$ from a
+model (in eval mode, so BatchNorm statistics do not move) is the EWC algorithm's job.
 """
 
 from __future__ import annotations
