@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,6 +236,7 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool, progress: Progress) -> CL
     kill = kill_point()
     progress.num_tasks = num_tasks
     for task_id in range(start, num_tasks + 1):
+        task_start = time.monotonic()
         log.info("task %d/%d", task_id, num_tasks)
         progress.task, progress.trainer, steps.task = task_id, None, task_id
         datamodule.setup_task(task_id, cumulative=bool(algorithm.cumulative_data))
@@ -250,6 +252,7 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool, progress: Progress) -> CL
         record_test_results(trainer, components, results, task_id)
         steps.offset += int(trainer.global_step)
         algorithm.on_task_end(task_id, datamodule)
+        results.set_task_time(task_id, time.monotonic() - task_start)
         results.write(run_dir / RESULTS_DIR, plain)
         ckpt.save_task_checkpoint(
             run_dir,

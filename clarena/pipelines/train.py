@@ -40,6 +40,7 @@ from typing import Any
 from clarena.pipelines.errors import (
     EXIT_BAD_INPUT,
     EXIT_RUN_FAILED,
+    ClarenaError,
     ConfigError,
     RunFailed,
     one_line,
@@ -333,7 +334,7 @@ def resume_run(run_dir_arg: str, trust: bool = False) -> int:
             if done[-1] >= int(state["num_tasks"]):
                 print(f"{PROG}: {run_dir} already finished all {done[-1]} tasks; nothing to resume")
                 return 0
-    except ConfigError as exc:  # CheckpointError included
+    except ClarenaError as exc:  # ConfigError, CheckpointError
         _error(str(exc))
         return EXIT_BAD_INPUT
     handler = _console_logging(run_dir)
