@@ -2,7 +2,8 @@ r"""iCaRL: herding exemplars, binary cross-entropy with distillation, nearest-me
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -63,9 +64,11 @@ class ICaRL(CLAlgorithm):
     (`bce_distillation`), exemplar sets chosen by herding (`clarena.cl_algorithms.exemplars`), and
     classification by the nearest mean of exemplars at test time.
 
-    - **Training.** Every step joins the task's batch with `replay_batch_size` exemplars drawn at
-      random from the memory (Rebuffi et al. and van de Ven et al.'s reference add the exemplars
-      to the task's training set instead, so their share of a batch is $|M| / (N + |M|)$). The
+    - **Training.** Rebuffi et al. (and van de Ven et al.'s reference) train on the task's $N$
+      samples and the $|M|$ exemplars together; here each batch of $B$ of the task's samples is
+      joined by $k$ exemplars drawn at random from the memory, $k = B |M| / N$ in expectation
+      (stochastic rounding), which gives the exemplars the same share of a batch
+      ($k / (B + k) = |M| / (N + |M|)$); `replay_batch_size` fixes $k$ instead. The
       old columns are those of the model h1 from before the task: CIL, the classes of earlier
       tasks, for every sample; TIL, the whole head of an exemplar's (earlier) task, and none of
       the current task's head.
@@ -86,7 +89,8 @@ class ICaRL(CLAlgorithm):
         memory_size: total exemplars $K$ (Rebuffi et al.), $m = \lfloor K / \#\mathrm{classes}
             \rfloor$; null when `exemplars_per_class` is set.
         exemplars_per_class: a fixed $m$ per class (the reference's budget per class), or null.
-        replay_batch_size: exemplars joined to each step's batch (default: the batch size).
+        replay_batch_size: a fixed $k$ (default null: $k = B |M| / N$, as if the exemplars were
+            part of the task's training set).
         temperature: $T$ of the distillation targets $\sigma(\tilde z / T)$ (1 in the paper; the
             reference implementation divides by its distillation temperature, 2 by default).
         nearest_mean: classify by the nearest mean of exemplars at test time (else the heads).
@@ -134,13 +138,25 @@ class ICaRL(CLAlgorithm):
         self.class_means: dict[tuple[int, int], Tensor] = {}
         """`(task, label)` → the normalised mean of the class's exemplar features (CPU)."""
         self._datamodule: Any = None
+        self.task_samples = 0
+        """$N$, the current task's training samples (counted at the task's start)."""
         self._classify_by_means = False
 
     # ------------------------------------------------------------------ training
     def on_task_start(self, task_id: int, datamodule: Any) -> None:
-        """The base set-up; keep the datamodule (the task's exemplars are drawn from it)."""
+        """The base set-up; keep the datamodule (the task's exemplars are drawn from it) and
+        count the task's training samples $N$."""
         super().on_task_start(task_id, datamodule)
         self._datamodule = datamodule
+        self.task_samples = _num_samples(datamodule.train_dataloader())
+
+    def num_replayed(self, batch_size: int) -> int:
+        """$k$ for a batch of `batch_size` task samples (see the class docstring)."""
+        if self.replay_batch_size is not None:
+            return self.replay_batch_size
+        expected = batch_size * len(self.memory) / max(self.task_samples, 1)
+        fraction = torch.rand((), generator=self.memory.generator).item()
+        return math.floor(expected) + int(fraction < expected - math.floor(expected))
 
     def _old_columns(self, x: Tensor, task_ids: Tensor, width: int) -> tuple[Tensor, Tensor]:
         """`(old, teacher_logits)`, both `(B, width)`, from h1 (no old column on the first task)."""
@@ -164,7 +180,11 @@ class ICaRL(CLAlgorithm):
     def loss_terms(self, batch: Batch) -> dict[str, Tensor]:
         """iCaRL's loss over the batch joined by a batch of exemplars."""
         x, y, task_ids = batch
-        replay = self.memory.sample(self.replay_batch_size or x.shape[0], x.device)
+        replay = (
+            self.memory.sample(self.num_replayed(x.shape[0]), x.device)
+            if self.memory.sets
+            else None
+        )
         if replay is not None:
             x = torch.cat([x, replay[0].to(x.dtype)])
             y, task_ids = torch.cat([y, replay[1]]), torch.cat([task_ids, replay[2]])
@@ -311,3 +331,14 @@ class ICaRL(CLAlgorithm):
         self.memory_task = int(saved["memory_task"])
         keys = [tuple(k) for k in saved["mean_keys"].tolist()]
         self.class_means = {k: saved["means"][i].clone() for i, k in enumerate(keys)}
+
+
+def _num_samples(loader: Iterable[Any]) -> int:
+    """The samples of a training loader: its `num_samples` (clarena's loaders), its dataset's
+    length (a torch `DataLoader`), else counted over one pass."""
+    if hasattr(loader, "num_samples"):
+        return int(loader.num_samples)
+    dataset = getattr(loader, "dataset", None)
+    if dataset is not None and hasattr(dataset, "__len__"):
+        return len(dataset)
+    return sum(int(batch[1].shape[0]) for batch in loader)
