@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gzip
 import os
 import statistics
 import subprocess
@@ -30,26 +29,22 @@ from pathlib import Path
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
-def _idx(path: Path):
-    import numpy as np
-
-    raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
-    ndim = raw[3]
-    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
 def bare(steps: int, seed: int) -> None:
     """The bare PyTorch loop (run in its own process by `main`)."""
     import torch
     import torch.nn.functional as F
     from torch import nn
 
+    from clarena.core.idx import read_idx
+
     torch.manual_seed(seed)
     data = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
-        x = torch.from_numpy(_idx(FMNIST / f"{prefix}-images-idx3-ubyte.gz").copy()).float() / 255
-        y = torch.from_numpy(_idx(FMNIST / f"{prefix}-labels-idx1-ubyte.gz").copy()).long()
+        x = (
+            torch.from_numpy(read_idx(FMNIST / f"{prefix}-images-idx3-ubyte.gz").copy()).float()
+            / 255
+        )
+        y = torch.from_numpy(read_idx(FMNIST / f"{prefix}-labels-idx1-ubyte.gz").copy()).long()
         data[split] = (x.view(len(x), -1), y)
     mean, std = data["train"][0].mean(), data["train"][0].std()
     backbone = nn.Sequential(nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU())

@@ -21,7 +21,6 @@ the number its notebook printed), NFR and PFR.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import platform
@@ -36,18 +35,10 @@ import keras
 import tensorflow as tf
 from keras.layers import Dense, Flatten, Input
 
+from clarena.core.idx import read_idx
 from clarena.tensorflow import BCNewErrorCompatibilityModel, compatibility_scores
 
 DATA = Path("/usr/share/datasets/fashion-mnist")
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (gzip-compressed) as a uint8 array."""
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
 def load(split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -27,9 +27,7 @@ from clarena.cl_datasets.partition import stratified_parts
 from clarena.cl_datasets.paths import default_data_root, resolve_data_root
 from clarena.cl_datasets.sources import SourceData, source_info
 from clarena.cl_datasets.transforms import BatchTransform, PixelPermutation, Rotation, channel_stats
-
-SCENARIOS = ("TIL", "CIL", "DIL", "DataIL")
-"""The scenario names."""
+from clarena.core.scenarios import SCENARIOS
 
 
 class CLDataset(LightningDataModule):

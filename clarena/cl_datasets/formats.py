@@ -1,7 +1,7 @@
 """Readers for the on-disk formats of the image sources, with clear errors for damaged files.
 
-- **IDX** (MNIST, Fashion-MNIST): a big-endian header — two zero bytes, a type code, the number
-  of dimensions $d$, then $d$ 32-bit sizes — followed by $\\prod_i n_i$ values. Plain or gzip'd.
+- **IDX** (MNIST, Fashion-MNIST): `read_idx`, defined once in `clarena.core.idx` (torch-free, so
+  the TensorFlow side reads the same files with the same checks) and re-exported here.
 - **CIFAR's pickled batches** (CIFAR-10, CIFAR-100): a dict with `data`, an `(N, 3072)` uint8
   array in channel-major order, and `labels` or `fine_labels`. They are read with a restricted
   unpickler that only rebuilds numpy arrays, so a data file can never run code.
@@ -9,65 +9,15 @@
 
 from __future__ import annotations
 
-import gzip
 import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-_IDX_TYPES: dict[int, np.dtype[Any]] = {
-    0x08: np.dtype(np.uint8),
-    0x09: np.dtype(np.int8),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
-}
+from clarena.core.idx import read_idx
 
-
-def _read_bytes(path: Path) -> bytes:
-    if path.suffix == ".gz":
-        try:
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        except (EOFError, OSError, gzip.BadGzipFile) as err:
-            raise ValueError(
-                f"corrupt gzip file {str(path)!r} ({err}): delete it and download it again"
-            ) from None
-    return path.read_bytes()
-
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (optionally gzip'd, by its `.gz` suffix) into a numpy array.
-
-    Args:
-        path: the file.
-
-    Returns:
-        An array of the file's shape, in native byte order.
-
-    Raises:
-        ValueError: if the header is not IDX or the file is shorter or longer than its header says.
-    """
-    path = Path(path)
-    raw = _read_bytes(path)
-    fix = "delete it and download it again"
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
-        raise ValueError(f"{str(path)!r} is not an IDX file (bad magic number): {fix}")
-    dtype, ndim = _IDX_TYPES[raw[2]], raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"corrupt IDX file {str(path)!r}: truncated header; {fix}")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(raw) != expected:
-        raise ValueError(
-            f"corrupt IDX file {str(path)!r}: the header promises {expected} bytes but the file "
-            f"has {len(raw)} ({'truncated' if len(raw) < expected else 'trailing data'}); {fix}"
-        )
-    data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
-    return data.astype(dtype.newbyteorder("="), copy=False)
+__all__ = ["read_cifar_batch", "read_idx"]
 
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):

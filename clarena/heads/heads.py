@@ -5,13 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from clarena.core.scenarios import SCENARIOS
+
 PAD_LOGIT: float = -1.0e4
 """Logit given to the columns a sample does not have (a TIL batch mixing tasks with different
 numbers of classes). Finite, so that no `0 · ∞` appears in a loss, and low enough that its softmax
 probability is exactly 0 in float32, float16 and bfloat16."""
-
-SCENARIOS: tuple[str, ...] = ("TIL", "CIL", "DIL", "DataIL")
-"""The scenario names (see `docs/architecture.md`)."""
 
 
 class Heads(nn.Module):

@@ -19,6 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from clarena.core.scenarios import SCENARIOS
 from clarena.pipelines.errors import ConfigError, closest
 
 CONFIG_MODULE = "clarena.configs"
@@ -26,9 +27,6 @@ CONFIG_MODULE = "clarena.configs"
 
 PRIMARY_CONFIG = "train"
 """The primary config of `clarena train` (`clarena/configs/train.yaml`)."""
-
-SCENARIOS = ("TIL", "CIL", "DIL", "DataIL")
-"""The scenario names of `docs/architecture.md`."""
 
 #: The component groups every run needs, each a node with a `_target_`.
 REQUIRED_GROUPS = ("cl_dataset", "backbone", "cl_algorithm", "optimizer", "trainer")

@@ -6,12 +6,13 @@ imported before torch in one process aborts the interpreter.
 
 from __future__ import annotations
 
-import gzip
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from clarena.core.idx import read_idx  # numpy only: no torch in the TensorFlow process
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -23,15 +24,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if here in Path(item.fspath).parents:
             item.add_marker(pytest.mark.tensorflow)
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (gzip-compressed) as a uint8 array."""
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
 @pytest.fixture(scope="session")
