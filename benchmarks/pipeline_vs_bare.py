@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -90,13 +91,17 @@ def bare(steps: int, seed: int) -> None:
         old = (copy.deepcopy(backbone).requires_grad_(False), copy.deepcopy(heads))
 
 
-def _timed(cmd: list[str], env: dict[str, str]) -> float:
+def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall time and CPU time (user + system) of the whole child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
         sys.exit(f"failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-    return elapsed
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return elapsed, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     env = {k: v for k, v in os.environ.items() if k != "CLARENA_KILL_AT"}
     times: dict[str, list[float]] = {"clarena": [], "bare": []}
+    cpu: dict[str, list[float]] = {"clarena": [], "bare": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
             clarena_cmd = [
@@ -120,15 +126,19 @@ def main(argv: list[str] | None = None) -> int:
                 "trainer.enable_progress_bar=false", f"output_dir={tmp}/run{r}",
             ]  # fmt: skip
             bare_cmd = [sys.executable, __file__, "--bare", f"--steps={args.steps}"]
-            times["clarena"].append(_timed(clarena_cmd, env))
-            times["bare"].append(_timed(bare_cmd, env))
+            for name, cmd in (("clarena", clarena_cmd), ("bare", bare_cmd)):
+                wall, used = _timed(cmd, env)
+                times[name].append(wall)
+                cpu[name].append(used)
             print(f"repeat {r + 1}: clarena {times['clarena'][-1]:.1f} s, bare "
                   f"{times['bare'][-1]:.1f} s", file=sys.stderr)  # fmt: skip
     c, b = statistics.median(times["clarena"]), statistics.median(times["bare"])
-    print("| steps per task | clarena train (s) | bare PyTorch (s) | ratio |")
-    print("|---|---|---|---|")
-    print(f"| {args.steps} | {c:.1f} | {b:.1f} | {c / b:.2f} |")
-    print(f"(median of {args.repeats}; all clarena: {times['clarena']}, all bare: {times['bare']})")
+    cc, bc = statistics.median(cpu["clarena"]), statistics.median(cpu["bare"])
+    print("| steps per task | clarena wall (s) | bare wall (s) | ratio | clarena CPU (s) | "
+          "bare CPU (s) | CPU ratio |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    print(f"| {args.steps} | {c:.1f} | {b:.1f} | {c / b:.2f} | {cc:.1f} | {bc:.1f} | {cc / bc:.2f} |")
+    print(f"(median of {args.repeats}; wall: {times}; CPU: {cpu})")
     return 0
 
 
