@@ -137,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     print("| steps per task | clarena wall (s) | bare wall (s) | ratio | clarena CPU (s) | "
           "bare CPU (s) | CPU ratio |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
-    print(f"| {args.steps} | {c:.1f} | {b:.1f} | {c / b:.2f} | {cc:.1f} | {bc:.1f} | {cc / bc:.2f} |")
+    print(
+        f"| {args.steps} | {c:.1f} | {b:.1f} | {c / b:.2f} | {cc:.1f} | {bc:.1f} | {cc / bc:.2f} |"
+    )
     print(f"(median of {args.repeats}; wall: {times}; CPU: {cpu})")
     return 0
 
