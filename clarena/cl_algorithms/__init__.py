@@ -22,52 +22,94 @@ to its class.
 | `mas` | `MAS` | all | `ce`, `mas` |
 | `agem` | `AGEM` | all | `ce` (its gradient projected) |
 | `hat` | `HAT` | TIL (MLP backbone) | `ce`, `capacity` |
+| `composed` | `Composed` | as its terms allow | the names of its terms |
 
 ¹ only with a replay buffer.
 
-A new algorithm is a subclass implementing `loss_terms(batch)` from the regularizers in
-`clarena.cl_algorithms.regularizers`; see `docs/examples/lwf_with_bc.py`.
+A new algorithm is a YAML file composing terms (`Composed`, `clarena.cl_algorithms.terms`; see
+`docs/composing.md` and `configs/cl_algorithm/lwf_bc.yaml`), or a subclass implementing
+`loss_terms(batch)` from the regularizers in `clarena.cl_algorithms.regularizers` (see
+`docs/examples/lwf_with_bc.py`). Submodules are imported on first use, so importing
+`clarena.cl_algorithms.regularizers` alone imports neither Lightning nor the algorithms.
 """
 
-from clarena.cl_algorithms import regularizers
-from clarena.cl_algorithms.agem import AGEM
-from clarena.cl_algorithms.base import CLAlgorithm
-from clarena.cl_algorithms.bc_base import BCAlgorithm
-from clarena.cl_algorithms.bc_new_error import BCNewError
-from clarena.cl_algorithms.der import DER
-from clarena.cl_algorithms.derpp import DERPP
-from clarena.cl_algorithms.er import ER
-from clarena.cl_algorithms.ewc import EWC
-from clarena.cl_algorithms.finetuning import Finetuning
-from clarena.cl_algorithms.focal_distillation import FocalDistillation
-from clarena.cl_algorithms.hat import HAT
-from clarena.cl_algorithms.icarl import ICaRL
-from clarena.cl_algorithms.joint import Joint
-from clarena.cl_algorithms.lwf import LwF
-from clarena.cl_algorithms.mas import MAS
-from clarena.cl_algorithms.replay_buffer import ReplayBuffer
-from clarena.cl_algorithms.si import SI
-from clarena.cl_algorithms.snapshot import Snapshot
-from clarena.cl_algorithms.strict_imitation import StrictImitation
+from __future__ import annotations
 
-ALGORITHMS: dict[str, type[CLAlgorithm]] = {
-    "finetuning": Finetuning,
-    "joint": Joint,
-    "lwf": LwF,
-    "ewc": EWC,
-    "er": ER,
-    "der": DER,
-    "derpp": DERPP,
-    "bc_new_error": BCNewError,
-    "strict_imitation": StrictImitation,
-    "focal_distillation": FocalDistillation,
-    "icarl": ICaRL,
-    "si": SI,
-    "mas": MAS,
-    "agem": AGEM,
-    "hat": HAT,
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what `__getattr__` imports on first use, for type checkers and `clarena list`
+    from clarena.cl_algorithms.agem import AGEM
+    from clarena.cl_algorithms.base import CLAlgorithm
+    from clarena.cl_algorithms.bc_base import BCAlgorithm
+    from clarena.cl_algorithms.bc_new_error import BCNewError
+    from clarena.cl_algorithms.composed import Composed
+    from clarena.cl_algorithms.der import DER
+    from clarena.cl_algorithms.derpp import DERPP
+    from clarena.cl_algorithms.er import ER
+    from clarena.cl_algorithms.ewc import EWC
+    from clarena.cl_algorithms.finetuning import Finetuning
+    from clarena.cl_algorithms.focal_distillation import FocalDistillation
+    from clarena.cl_algorithms.hat import HAT
+    from clarena.cl_algorithms.icarl import ICaRL
+    from clarena.cl_algorithms.joint import Joint
+    from clarena.cl_algorithms.lwf import LwF
+    from clarena.cl_algorithms.mas import MAS
+    from clarena.cl_algorithms.replay_buffer import ReplayBuffer
+    from clarena.cl_algorithms.si import SI
+    from clarena.cl_algorithms.snapshot import Snapshot
+    from clarena.cl_algorithms.strict_imitation import StrictImitation
+
+    ALGORITHMS: dict[str, type[CLAlgorithm]]
+
+# The package imports its submodules on first use (PEP 562), so that importing the math alone
+# (`clarena.cl_algorithms.regularizers`, which `clarena.losses` uses) does not import Lightning
+# and every algorithm.
+_CLASSES: dict[str, str] = {
+    "AGEM": "agem",
+    "BCAlgorithm": "bc_base",
+    "BCNewError": "bc_new_error",
+    "CLAlgorithm": "base",
+    "Composed": "composed",
+    "DER": "der",
+    "DERPP": "derpp",
+    "ER": "er",
+    "EWC": "ewc",
+    "Finetuning": "finetuning",
+    "FocalDistillation": "focal_distillation",
+    "HAT": "hat",
+    "ICaRL": "icarl",
+    "Joint": "joint",
+    "LwF": "lwf",
+    "MAS": "mas",
+    "ReplayBuffer": "replay_buffer",
+    "SI": "si",
+    "Snapshot": "snapshot",
+    "StrictImitation": "strict_imitation",
 }
-"""Config name → algorithm class (the one registry; the tests iterate it)."""
+"""Class name → the submodule defining it."""
+
+_REGISTRY: dict[str, str] = {
+    "finetuning": "Finetuning",
+    "joint": "Joint",
+    "lwf": "LwF",
+    "ewc": "EWC",
+    "er": "ER",
+    "der": "DER",
+    "derpp": "DERPP",
+    "bc_new_error": "BCNewError",
+    "strict_imitation": "StrictImitation",
+    "focal_distillation": "FocalDistillation",
+    "icarl": "ICaRL",
+    "si": "SI",
+    "mas": "MAS",
+    "agem": "AGEM",
+    "hat": "HAT",
+    "composed": "Composed",
+}
+"""Config name → class name: `ALGORITHMS`, the one registry (the tests iterate it), maps each
+config name to its class. The YAML-only compositions of `Composed` (`lwf_bc`, `er_strict`,
+`ewc_lwf`, `der_bc`) are configs of `composed`'s class, not registry entries."""
 
 __all__ = [
     "AGEM",
@@ -82,6 +124,7 @@ __all__ = [
     "BCAlgorithm",
     "BCNewError",
     "CLAlgorithm",
+    "Composed",
     "Finetuning",
     "FocalDistillation",
     "ICaRL",
@@ -95,6 +138,7 @@ __all__ = [
     "base",
     "bc_base",
     "bc_new_error",
+    "composed",
     "der",
     "derpp",
     "er",
@@ -112,4 +156,25 @@ __all__ = [
     "si",
     "snapshot",
     "strict_imitation",
+    "terms",
 ]
+
+_SUBMODULES = frozenset(n for n in __all__ if n[0].islower() and n != "ALGORITHMS")
+
+
+def __getattr__(name: str) -> Any:
+    """Import a class, `ALGORITHMS` or a submodule on first use."""
+    if name in _CLASSES:
+        value = getattr(importlib.import_module(f"{__name__}.{_CLASSES[name]}"), name)
+    elif name == "ALGORITHMS":
+        value = {config: __getattr__(cls) for config, cls in _REGISTRY.items()}
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

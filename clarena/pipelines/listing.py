@@ -146,7 +146,11 @@ def _definition(module: str, name: str, cache: dict, depth: int = 0) -> tuple[st
     tree = _parse(module, cache)
     if tree is None or depth > 8:
         return None
-    for node in tree.body:
+    body = list(tree.body)
+    for node in tree.body:  # a lazy package names its classes under `if TYPE_CHECKING:`
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            body.extend(node.body)
+    for node in body:
         if isinstance(node, ast.ClassDef) and node.name == name:
             return module, node
         if isinstance(node, ast.Assign) and any(

@@ -1,0 +1,236 @@
+"""`Composed`: an algorithm whose objective is a sum of named terms, written as data (YAML).
+
+    # configs/cl_algorithm/lwf_bc.yaml
+    _target_: clarena.cl_algorithms.Composed
+    terms:
+      ce: {_target_: clarena.cl_algorithms.terms.CrossEntropy}
+      distillation:
+        _target_: clarena.cl_algorithms.terms.Distillation
+        regularizer: {_target_: clarena.cl_algorithms.regularizers.DistillationReg, factor: 1.0}
+
+See `docs/composing.md` and `clarena.cl_algorithms.terms`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from clarena.cl_algorithms.base import Batch, CLAlgorithm
+from clarena.cl_algorithms.replay_buffer import ReplayBuffer
+from clarena.cl_algorithms.snapshot import Snapshot
+from clarena.cl_algorithms.terms import NEEDS, CrossEntropy, Term
+
+
+class StepContext:
+    """What the terms of one training step share, each piece computed at most once.
+
+    On construction: a replayed batch is drawn from the buffer (when a term needs replay and the
+    buffer holds samples) and the model runs once on the current batch, concatenated with the
+    replayed one (as `ER` does). h1's backbone runs at most once, without gradient, on the
+    first request, over the current batch and (when a term needs `"h1_replay"`) the replayed one.
+
+    Attributes:
+        algorithm: the `Composed` algorithm.
+        x: the current inputs.
+        y: the current labels.
+        task_ids: the current task ids.
+        features: the backbone's features of `x`.
+        logits: the model's logits of `x`.
+        replay: the replayed batch (`x`, `y`, `task_ids`, and `logits`, `logit_widths` when the
+            buffer stores logits), or None.
+        replay_logits: the model's logits of the replayed inputs, or None.
+    """
+
+    def __init__(self, algorithm: Composed, batch: Batch) -> None:
+        self.algorithm = algorithm
+        self.x, self.y, self.task_ids = batch
+        n = self.x.shape[0]
+        self.replay: dict[str, Tensor] | None = None
+        if algorithm.buffer is not None and "replay" in algorithm.needs:
+            drawn = algorithm.buffer.sample(algorithm.replay_batch_size or n)
+            if drawn is not None:
+                self.replay = {k: v.to(self.x.device) for k, v in drawn.items()}
+        if self.replay is None:
+            self.features = algorithm.backbone(self.x)
+            self.logits = algorithm.heads(self.features, self.task_ids)
+            self.replay_features: Tensor | None = None
+            self.replay_logits: Tensor | None = None
+        else:
+            xs = torch.cat([self.x, self.replay["x"]])
+            ts = torch.cat([self.task_ids, self.replay["task_ids"]])
+            features = algorithm.backbone(xs)
+            logits = algorithm.heads(features, ts)
+            self.features, self.replay_features = features[:n], features[n:]
+            self.logits, self.replay_logits = logits[:n], logits[n:]
+        self._h1_features: tuple[Tensor, Tensor | None] | None = None
+        self.h1_backbone_calls = 0
+        """How many times h1's backbone ran in this step (0 or 1)."""
+
+    @property
+    def h1(self) -> Snapshot | None:
+        """The frozen pre-task model on the batch's device (None on the first task)."""
+        h1 = self.algorithm.h1
+        if h1 is None:
+            return None
+        p = next(h1.parameters(), None)
+        if p is not None and p.device != self.x.device:
+            h1.to(self.x.device)
+        return h1
+
+    def _h1_run(self) -> tuple[Tensor, Tensor | None]:
+        if self._h1_features is None:
+            h1 = self.h1
+            if h1 is None:
+                raise ValueError("Composed: there is no h1 before the second task.")
+            with_replay = self.replay is not None and "h1_replay" in self.algorithm.needs
+            xs = torch.cat([self.x, self.replay["x"]]) if with_replay else self.x  # type: ignore[index]
+            with torch.no_grad():
+                features = h1.backbone(xs)
+            self.h1_backbone_calls += 1
+            n = self.x.shape[0]
+            self._h1_features = (features[:n], features[n:] if with_replay else None)
+        return self._h1_features
+
+    @property
+    def h1_features(self) -> Tensor:
+        """h1's backbone features of the current inputs (no gradient)."""
+        return self._h1_run()[0]
+
+    @property
+    def h1_replay_features(self) -> Tensor:
+        """h1's backbone features of the replayed inputs (no gradient)."""
+        features = self._h1_run()[1]
+        if features is None:
+            raise ValueError("Composed: no replayed batch, or no term declared 'h1_replay'.")
+        return features
+
+
+class Composed(CLAlgorithm):
+    """A continual-learning algorithm written as data: the objective is the sum of named terms,
+
+    $$\\mathcal{L} = \\sum_{k} T_k(\\text{ctx}),$$
+
+    each term $T_k$ a regularizer plus what it is applied to (`clarena.cl_algorithms.terms`),
+    all evaluated on one shared `StepContext`. The state collectors are built only when a term
+    declares it needs them: the h1 snapshot (`"h1"`), the replay buffer (`"replay"`, with stored
+    logits for `"stored_logits"`); a term's own collector (EWC's Fisher, SI's path integral, MAS's
+    importance) lives in the term. The loss terms are the names of `terms`, in their order.
+    After the terms, the current batch is offered to the buffer (with its logits when stored).
+
+    Args:
+        terms: name → `Term`; default `{"ce": CrossEntropy()}` (Finetuning).
+        buffer_size: the replay buffer's capacity; must be > 0 when a term needs replay (it is
+            not built otherwise).
+        replay_batch_size: samples drawn from the buffer per step (default: the batch size).
+        class_balanced: use class-balancing reservoir sampling.
+        buffer_seed: seed of the buffer's own random generator.
+        *args: `backbone, heads, optimizer, scenario` as `CLAlgorithm`.
+        **kwargs: as `CLAlgorithm` (`lr_scheduler`).
+
+    Raises:
+        ValueError: for a term that is not a `Term`, a term needing replay without a buffer, or a
+            term refusing the scenario.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        terms: Mapping[str, Term] | None = None,
+        buffer_size: int = 0,
+        replay_batch_size: int | None = None,
+        class_balanced: bool = False,
+        buffer_seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        terms = {"ce": CrossEntropy()} if terms is None else {str(k): v for k, v in terms.items()}
+        if not terms:
+            raise ValueError("Composed: terms is empty; give at least one term, e.g. ce.")
+        for name, term in terms.items():
+            if not isinstance(term, Term):
+                raise ValueError(
+                    f"Composed: term {name!r} is a {type(term).__name__}, not a Term; wrap the "
+                    "regularizer in a term of clarena.cl_algorithms.terms (e.g. "
+                    "terms.Distillation(regularizer=...))."
+                )
+        self.terms = nn.ModuleDict(terms)
+        needs: set[str] = set()
+        for term in terms.values():
+            needs |= term.requirements(self.scenario)
+        unknown = needs - set(NEEDS)
+        if unknown:
+            raise ValueError(f"Composed: unknown needs {sorted(unknown)}; terms may ask {NEEDS}.")
+        self.needs = frozenset(needs)
+        """What the terms asked of the step context."""
+        self.needs_h1 = bool(needs & {"h1", "h1_replay"})
+        if replay_batch_size is not None and replay_batch_size <= 0:
+            raise ValueError(
+                f"Composed: replay_batch_size must be positive, got {replay_batch_size}."
+            )
+        self.buffer: ReplayBuffer | None = None
+        if needs & {"replay", "stored_logits"}:
+            if buffer_size <= 0:
+                users = [n for n, t in terms.items() if t.requirements(self.scenario) & {"replay"}]
+                raise ValueError(
+                    f"Composed: term(s) {', '.join(map(repr, users))} replay samples in "
+                    f"{self.scenario}; set buffer_size > 0."
+                )
+            self.buffer = ReplayBuffer(
+                buffer_size,
+                class_balanced=class_balanced,
+                seed=buffer_seed,
+                per_task_classes=self.scenario == "TIL",
+            )
+        self.replay_batch_size = replay_batch_size
+        for name, term in terms.items():
+            term.setup(self, name)
+
+    def on_task_start(self, task_id: int, datamodule: Any) -> None:
+        """The base class's start (h1 when a term needs it, heads), then each term's."""
+        super().on_task_start(task_id, datamodule)
+        for term in self.terms.values():
+            term.on_task_start(self, task_id, datamodule)
+
+    def on_task_end(self, task_id: int, datamodule: Any) -> None:
+        """Each term's task end (importances, anchors)."""
+        super().on_task_end(task_id, datamodule)
+        for term in self.terms.values():
+            term.on_task_end(self, task_id, datamodule)
+
+    def loss_terms(self, batch: Batch) -> dict[str, Tensor]:
+        """Every term on one shared step context; then offer the batch to the buffer."""
+        ctx = StepContext(self, batch)
+        values = {name: term(ctx) for name, term in self.terms.items()}
+        if self.buffer is not None:
+            if "stored_logits" in self.needs:
+                widths = self.heads.num_logits(ctx.task_ids)
+                self.buffer.add(ctx.x, ctx.y, ctx.task_ids, ctx.logits.detach(), widths)
+            else:
+                self.buffer.add(ctx.x, ctx.y, ctx.task_ids)
+        return values
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """Take the step (Lightning's default), then call each term's `after_optimizer_step`."""
+        super().optimizer_step(*args, **kwargs)
+        for term in self.terms.values():
+            term.after_optimizer_step(self)
+
+    def extra_cl_state(self) -> dict[str, Any]:
+        """The replay buffer (None without one) and each term's own state."""
+        return {
+            "buffer": None if self.buffer is None else self.buffer.state_dict(),
+            "terms": {name: term.cl_state() for name, term in self.terms.items()},
+        }
+
+    def load_extra_cl_state(self, state: Mapping[str, Any]) -> None:
+        """Restore the buffer and the terms' states."""
+        if self.buffer is not None and state.get("buffer") is not None:
+            self.buffer.load_state_dict(state["buffer"])
+        saved = state.get("terms", {})
+        for name, term in self.terms.items():
+            if name in saved:
+                term.load_cl_state(saved[name])

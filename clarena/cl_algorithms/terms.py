@@ -1,0 +1,361 @@
+"""Terms of a `Composed` algorithm: a regularizer plus what it is applied to.
+
+A term is a small `nn.Module` whose `forward(ctx)` returns one scalar of the training objective
+from the step context `StepContext` (the current batch and its logits, h1's outputs on it, a
+replayed batch and its logits, the stored logits of the buffer). A term declares what the context
+must provide (`needs`): `"h1"` (the frozen pre-task model on the current batch), `"h1_replay"`
+(h1 on the replayed samples too), `"replay"` (a replayed batch; the algorithm then builds a replay
+buffer) and `"stored_logits"` (the buffer also keeps the logits of the samples it stores, DER).
+Terms with their own state across tasks (the importance of a parameter-change penalty) keep it
+themselves and take part in the task hooks and the checkpoint.
+
+- `CrossEntropy`: cross-entropy of the current batch.
+- `ReplayCrossEntropy` (replay): cross-entropy of the replayed batch (ER).
+- `Distillation` (h1): `DistillationReg` on h1's old outputs of the current batch (LwF).
+- `LogitReplay` (replay, stored logits): `DistillationReg` (MSE) towards the logits stored with
+  the replayed samples (DER).
+- `Dissonance` (h1; replay in TIL and CIL): `BCNewErrorReg`, `StrictImitationReg`,
+  `FocalDistillationKLReg` or `FocalDistillationLMReg` against h1 on the samples it knows, as
+  `BCAlgorithm` applies them.
+- `ParameterChange`: `ParameterChangeReg` over the protected parameters and their anchors,
+  weighted by EWC's Fisher, SI's path integral or MAS's output sensitivity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from clarena.cl_algorithms.der import DER
+from clarena.cl_algorithms.ewc import EWC
+from clarena.cl_algorithms.ewc import _crop as crop_to_anchor
+from clarena.cl_algorithms.mas import MAS
+from clarena.cl_algorithms.regularizers import DistillationReg, ParameterChangeReg
+from clarena.cl_algorithms.si import SI
+from clarena.heads import PAD_LOGIT, TaskHeads
+
+if TYPE_CHECKING:
+    from clarena.cl_algorithms.base import CLAlgorithm
+    from clarena.cl_algorithms.composed import Composed, StepContext
+
+NEEDS: tuple[str, ...] = ("h1", "h1_replay", "replay", "stored_logits")
+"""What a term may ask of the step context."""
+
+
+class Term(nn.Module):
+    """Base of the terms: `forward(ctx)` → a scalar tensor.
+
+    A subclass sets `needs` (or overrides `requirements` when they depend on the scenario) and
+    may override `setup`, the task hooks, `after_optimizer_step` and `cl_state` /
+    `load_cl_state` (weights-only-safe values).
+    """
+
+    needs: ClassVar[frozenset[str]] = frozenset()
+    """What the step context must provide for this term (a subset of `NEEDS`)."""
+
+    def requirements(self, scenario: str) -> frozenset[str]:
+        """The needs of this term in `scenario` (default: `needs`)."""
+        return self.needs
+
+    def setup(self, algorithm: Composed, name: str) -> None:
+        """Called once at the end of the algorithm's construction (check the scenario, build
+        state collectors)."""
+
+    def forward(self, ctx: StepContext) -> Tensor:  # pragma: no cover - abstract
+        """The term's value on the step context."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(ctx).")
+
+    def on_task_start(self, algorithm: Composed, task_id: int, datamodule: Any) -> None:
+        """After the algorithm started task `task_id` (h1 taken, heads set up)."""
+
+    def on_task_end(self, algorithm: Composed, task_id: int, datamodule: Any) -> None:
+        """At the end of task `task_id`."""
+
+    def after_optimizer_step(self, algorithm: Composed) -> None:
+        """After every optimizer step."""
+
+    def cl_state(self) -> dict[str, Any]:
+        """The term's own checkpointed state."""
+        return {}
+
+    def load_cl_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what `cl_state` saved."""
+
+
+class CrossEntropy(Term):
+    """`weight` · cross-entropy of the current batch's logits and labels.
+
+    Args:
+        weight: the factor of the term.
+    """
+
+    def __init__(self, weight: float = 1.0) -> None:
+        super().__init__()
+        self.weight = float(weight)
+
+    def forward(self, ctx: StepContext) -> Tensor:
+        """$w \\cdot \\mathrm{CE}(f(x), y)$."""
+        value = F.cross_entropy(ctx.logits, ctx.y)
+        return value if self.weight == 1.0 else self.weight * value
+
+
+class ReplayCrossEntropy(Term):
+    """`weight` · cross-entropy of the replayed batch (ER's replay term); 0 while the buffer is
+    empty.
+
+    Args:
+        weight: $\\beta$, the factor of the term.
+    """
+
+    needs = frozenset({"replay"})
+
+    def __init__(self, weight: float = 1.0) -> None:
+        super().__init__()
+        if not weight >= 0:
+            raise ValueError(f"ReplayCrossEntropy: weight must be ≥ 0, got {weight}.")
+        self.weight = float(weight)
+
+    def forward(self, ctx: StepContext) -> Tensor:
+        """$\\beta \\cdot \\mathrm{CE}(f(x_b), y_b)$."""
+        if ctx.replay is None:
+            return ctx.logits.new_zeros(())
+        return self.weight * F.cross_entropy(ctx.replay_logits, ctx.replay["y"])
+
+
+class Distillation(Term):
+    """LwF's term: `regularizer(student, teacher)` between the current model's and h1's outputs
+    on the current batch, over h1's old outputs: in TIL each old task's head (summed over the
+    heads), in CIL the classes h1 knows, in DIL / DataIL the shared head. 0 on the first task.
+
+    Args:
+        regularizer: a `DistillationReg` (or any module `forward(student, teacher)`).
+    """
+
+    needs = frozenset({"h1"})
+
+    def __init__(self, regularizer: nn.Module | None = None) -> None:
+        super().__init__()
+        self.regularizer = DistillationReg(1.0, 2.0) if regularizer is None else regularizer
+
+    def forward(self, ctx: StepContext) -> Tensor:
+        """The distillation of h1's old outputs (see the class docstring)."""
+        h1 = ctx.h1
+        if h1 is None:
+            return ctx.logits.new_zeros(())
+        old_features = ctx.h1_features
+        heads = ctx.algorithm.heads
+        if isinstance(heads, TaskHeads) and isinstance(h1.heads, TaskHeads):
+            total = ctx.logits.new_zeros(())
+            for t in sorted(h1.heads.task_classes):
+                with torch.no_grad():
+                    teacher = h1.heads.head(old_features, t)
+                total = total + self.regularizer(heads.head(ctx.features, t), teacher)
+            return total
+        with torch.no_grad():
+            teacher = h1.heads(old_features, ctx.task_ids)
+        return self.regularizer(ctx.logits[:, : teacher.shape[1]], teacher)
+
+
+class LogitReplay(Term):
+    """DER's term: `regularizer` (MSE) between the replayed samples' current logits and the
+    logits stored with them, over the columns each stored row covers (`DER.stored_logit_distance`,
+    called on this term). 0 while the buffer is empty.
+
+    Args:
+        regularizer: a `DistillationReg(alpha, distance="MSE")`.
+    """
+
+    needs = frozenset({"replay", "stored_logits"})
+
+    def __init__(self, regularizer: nn.Module | None = None) -> None:
+        super().__init__()
+        self.logit_distillation = (
+            DistillationReg(0.3, distance="MSE") if regularizer is None else regularizer
+        )
+
+    def forward(self, ctx: StepContext) -> Tensor:
+        """$\\alpha\\, \\mathrm{MSE}(f(x_b), z_b)$ over the covered columns."""
+        if ctx.replay is None:
+            return ctx.logits.new_zeros(())
+        return DER.stored_logit_distance(
+            self,  # type: ignore[arg-type]  (it reads only `logit_distillation`)
+            ctx.replay_logits,
+            ctx.replay["logits"],
+            ctx.replay["logit_widths"],
+        )
+
+
+class Dissonance(Term):
+    """A backward-compatibility dissonance against h1, `regularizer(h2_output, h1_output, y)`, on
+    the samples h1 knows, as `BCAlgorithm` applies it: in DIL / DataIL every current and replayed
+    sample; in TIL / CIL the replayed samples of earlier tasks (so a replay buffer is needed).
+    Outputs of different widths are padded with `PAD_LOGIT`. 0 on the first task.
+
+    Args:
+        regularizer: `BCNewErrorReg`, `StrictImitationReg`, `FocalDistillationKLReg` or
+            `FocalDistillationLMReg` (any module `forward(h2_output, h1_output, target)`).
+    """
+
+    def __init__(self, regularizer: nn.Module) -> None:
+        super().__init__()
+        self.regularizer = regularizer
+
+    def requirements(self, scenario: str) -> frozenset[str]:
+        """h1 on the current and replayed samples; in TIL / CIL also a replayed batch."""
+        needs = {"h1", "h1_replay"}
+        if scenario in ("TIL", "CIL"):
+            needs.add("replay")
+        return frozenset(needs)
+
+    def forward(self, ctx: StepContext) -> Tensor:
+        """The dissonance on the samples h1 knows."""
+        h1 = ctx.h1
+        if h1 is None:
+            return ctx.logits.new_zeros(())
+        parts: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []  # y, task_ids, h2, h1 features
+        if ctx.algorithm.scenario in ("DIL", "DataIL"):
+            parts.append((ctx.y, ctx.task_ids, ctx.logits, ctx.h1_features))
+            if ctx.replay is not None:
+                r = ctx.replay
+                parts.append((r["y"], r["task_ids"], ctx.replay_logits, ctx.h1_replay_features))
+        elif ctx.replay is not None:
+            r = ctx.replay
+            old = r["task_ids"] < ctx.algorithm.task_id  # samples of the tasks h1 learned
+            parts.append(
+                (
+                    r["y"][old],
+                    r["task_ids"][old],
+                    ctx.replay_logits[old],
+                    ctx.h1_replay_features[old],
+                )
+            )
+        parts = [p for p in parts if p[0].shape[0] > 0]
+        if not parts:
+            return ctx.logits.new_zeros(())
+        y = torch.cat([p[0] for p in parts])
+        task_ids = torch.cat([p[1] for p in parts])
+        width = max(p[2].shape[1] for p in parts)
+        h2_output = torch.cat(
+            [F.pad(p[2], (0, width - p[2].shape[1]), value=PAD_LOGIT) for p in parts]
+        )
+        with torch.no_grad():
+            h1_output = h1.heads(torch.cat([p[3] for p in parts]), task_ids)
+        h1_output = F.pad(h1_output, (0, width - h1_output.shape[1]), value=PAD_LOGIT)
+        return self.regularizer(h2_output, h1_output, y)
+
+
+IMPORTANCES: tuple[str, ...] = ("ewc", "si", "mas")
+"""The importance collectors `ParameterChange` can use."""
+
+
+class ParameterChange(Term):
+    """`regularizer(params, anchors, importances)` (a `ParameterChangeReg`) over the protected
+    parameters (the backbone and the heads' shared parameters), with the anchors and importances
+    of one of the shipped collectors, which this term builds on the algorithm's backbone and heads
+    and calls in the task hooks: `"ewc"` (`EWC`'s Fisher, online or offline; one penalty per
+    stored Fisher), `"si"` (`SI`'s path integral, accumulated after every optimizer step),
+    `"mas"` (`MAS`'s output sensitivity). 0 before the first importance exists.
+
+    Args:
+        regularizer: a `ParameterChangeReg(factor)`; its factor is the penalty's coefficient.
+        importance: `"ewc"`, `"si"` or `"mas"`.
+        options: the collector's own options: EWC's `gamma`, `online`, `fisher_labels`,
+            `fisher_num_samples`, `fisher_chunk_size`; SI's `damping`; MAS's
+            `importance_num_samples`, `importance_chunk_size`.
+    """
+
+    def __init__(
+        self,
+        regularizer: nn.Module | None = None,
+        importance: str = "ewc",
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if importance not in IMPORTANCES:
+            raise ValueError(
+                f"ParameterChange: importance {importance!r} is unknown; choose one of "
+                f"{', '.join(IMPORTANCES)}."
+            )
+        self.regularizer = ParameterChangeReg(1.0) if regularizer is None else regularizer
+        self.importance = importance
+        self.options = dict(options or {})
+
+    @property
+    def collector(self) -> CLAlgorithm:
+        """The `EWC` / `SI` / `MAS` instance that keeps the anchors and importances (it shares
+        the algorithm's backbone and heads; not a submodule)."""
+        collector = self.__dict__.get("_collector")
+        if collector is None:
+            raise ValueError("ParameterChange: the term is used before Composed set it up.")
+        return collector
+
+    def setup(self, algorithm: Composed, name: str) -> None:
+        """Build the collector on the algorithm's backbone and heads."""
+        cls = {"ewc": EWC, "si": SI, "mas": MAS}[self.importance]
+        factor = {"ewc": "ewc_factor", "si": "si_factor", "mas": "mas_factor"}[self.importance]
+        try:
+            collector = cls(
+                algorithm.backbone,
+                algorithm.heads,
+                algorithm.optimizer_factory,
+                algorithm.scenario,
+                **{factor: float(getattr(self.regularizer, "factor", 1.0))},
+                **self.options,
+            )
+        except TypeError as exc:
+            raise ValueError(
+                f"Composed term {name!r}: {exc}; see ParameterChange's options for {cls.__name__}."
+            ) from None
+        object.__setattr__(self, "_collector", collector)
+
+    def pairs(self) -> list[tuple[dict[str, Tensor], dict[str, Tensor]]]:
+        """The (importances, anchors) penalties the collector holds now."""
+        c: Any = self.collector
+        if self.importance == "ewc":
+            return list(zip(c.fishers, c.anchor_sets, strict=True))
+        if not c.importance:
+            return []
+        return [(c.importance, {n: c.anchors[n] for n in c.importance})]
+
+    def forward(self, ctx: StepContext) -> Tensor:
+        """$\\lambda \\sum_{\\text{penalties}} \\sum_i \\Omega_i (\\theta_i - \\theta^*_i)^2$."""
+        total = ctx.logits.new_zeros(())
+        pairs = self.pairs()
+        if not pairs:
+            return total
+        current: dict[str, Tensor] = self.collector.protected_parameters()  # type: ignore[operator]
+        device = ctx.x.device
+        for importance, anchors in pairs:
+            importance = {n: v.to(device) for n, v in importance.items()}
+            anchors = {n: v.to(device) for n, v in anchors.items()}
+            params = {n: crop_to_anchor(current[n], a.shape) for n, a in anchors.items()}
+            total = total + self.regularizer(params, anchors, importance)
+        return total
+
+    def on_task_start(self, algorithm: Composed, task_id: int, datamodule: Any) -> None:
+        """The collector's task start (SI and MAS grow their state with a CIL head)."""
+        self.collector.task_id = task_id - 1
+        self.collector.on_task_start(task_id, datamodule)
+
+    def on_task_end(self, algorithm: Composed, task_id: int, datamodule: Any) -> None:
+        """The collector's task end: the new importance and anchor."""
+        self.collector.task_id = task_id
+        self.collector.fit_device = algorithm.fit_device
+        self.collector.on_task_end(task_id, datamodule)
+
+    def after_optimizer_step(self, algorithm: Composed) -> None:
+        """SI: add the step's contribution to the path integral."""
+        if self.importance == "si":
+            self.collector.accumulate_path_integral()  # type: ignore[operator]
+
+    def cl_state(self) -> dict[str, Any]:
+        """The collector's state (anchors, importances)."""
+        return self.collector.extra_cl_state()
+
+    def load_cl_state(self, state: Mapping[str, Any]) -> None:
+        """Restore the collector's state."""
+        self.collector.load_extra_cl_state(state)
