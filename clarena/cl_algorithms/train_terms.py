@@ -8,13 +8,14 @@ where Lightning itself writes its logs, $s + 1 \\equiv 0 \\pmod N$ for step $s$ 
 
 1. raises `NonFiniteLossError` if a term or the loss of one of those steps is NaN or infinite,
    naming the task, the step and the term (so a NaN stops the run at most $N - 1$ steps late,
-   whatever callbacks are configured; the same check runs at the end of every epoch, before the
-   within-task checkpoint is written, and at the end of the fit);
+   whatever callbacks are configured);
 2. logs the mean of each term over those steps as `train/<name>` and of the loss as
    `train/loss` to every logger of the Trainer (step and `epoch` as Lightning writes them), puts
    them in `trainer.callback_metrics`, and shows `train/loss` in the progress bar.
 
-The steps left at the end of a fit are written by `on_train_end`.
+The same happens at the end of every epoch (before the within-task checkpoint is written, so no
+checkpoint holds diverged weights and no interval spans a checkpoint: a resumed run logs the same
+means as an uninterrupted one) and at the end of the fit.
 """
 
 from __future__ import annotations
@@ -132,8 +133,9 @@ class TrainTermsLog(pl.Callback):
         self._epoch = trainer.current_epoch
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Check the pending steps (before the epoch's checkpoint is written)."""
-        self.check(pl_module)
+        """Check and write the epoch's last steps (before the epoch's checkpoint is written, so no
+        interval spans a checkpoint and a resumed run logs the same means)."""
+        self.write(pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Write the steps left since the last interval."""

@@ -82,6 +82,20 @@ def test_terms_are_logged_as_means_of_each_interval(tmp_path: Path) -> None:
     assert trainer.progress_bar_metrics["train/loss"] == pytest.approx(last_loss)
 
 
+def test_an_epoch_end_closes_the_interval(tmp_path: Path) -> None:
+    logger = CSVLogger(tmp_path, name="logs", version="")
+    _fit(StepTerm(), steps=20, every=10, logger=logger)  # 16 batches per epoch
+    with open(tmp_path / "logs" / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [9, 15, 19]
+    assert [float(r["train/extra"]) for r in rows] == [
+        4.5,
+        12.5,
+        1.5,
+    ]  # batch indices 0-9, 10-15, 0-3
+    assert [int(r["epoch"]) for r in rows] == [0, 0, 1]
+
+
 def test_a_nan_term_stops_the_run_at_the_next_logging_step_naming_task_step_and_term() -> None:
     algorithm = StepTerm(nan_at=2)
     with pytest.raises(NonFiniteLossError) as info:
