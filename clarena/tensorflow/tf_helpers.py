@@ -27,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from clarena.core import compatibility as core_compatibility
 from clarena.tensorflow import dissonance as bcm
 from clarena.tensorflow.losses import BackwardCompatibilityLoss, check_keras_model
 
@@ -34,41 +35,19 @@ __all__ = ["bc_fit", "compatibility_scores"]
 
 
 def compatibility_scores(h1_correct: Any, h2_correct: Any) -> dict[str, float]:
-    """BTC, BEC, NFR (and PFR, the positive flip rate) from per-sample correctness.
+    """NFR, PFR, BTC and BEC from per-sample correctness: the counts and formulas of
+    `clarena.core.compatibility` (the ones the PyTorch metrics use).
 
     Args:
         h1_correct: Booleans, one per test sample: whether $h_1$ is right.
         h2_correct: The same for $h_2$.
 
     Returns:
-        `{"btc": ..., "bec": ..., "nfr": ..., "pfr": ...}`; `nan` where a denominator is zero.
+        `{"nfr": ..., "pfr": ..., "btc": ..., "bec": ...}`; `nan` where a denominator is zero.
     """
-    h1 = np.asarray(h1_correct, dtype=bool).reshape(-1)
-    h2 = np.asarray(h2_correct, dtype=bool).reshape(-1)
-    if h1.shape != h2.shape:
-        raise ValueError(f"h1 and h2 were scored on {h1.size} and {h2.size} samples; pass the same")
-    return _scores_from_counts(
-        n=h1.size,
-        h1_right=int(h1.sum()),
-        h2_wrong=int((~h2).sum()),
-        both_right=int((h1 & h2).sum()),
-        both_wrong=int((~h1 & ~h2).sum()),
-        negative_flips=int((h1 & ~h2).sum()),
-        positive_flips=int((~h1 & h2).sum()),
+    return core_compatibility.compatibility_scores(
+        core_compatibility.counts_from_correct(h1_correct, h2_correct)
     )
-
-
-def _ratio(numerator: int, denominator: int) -> float:
-    return numerator / denominator if denominator else float("nan")
-
-
-def _scores_from_counts(**c: int) -> dict[str, float]:
-    return {
-        "btc": _ratio(c["both_right"], c["h1_right"]),
-        "bec": _ratio(c["both_wrong"], c["h2_wrong"]),
-        "nfr": _ratio(c["negative_flips"], c["n"]),
-        "pfr": _ratio(c["positive_flips"], c["n"]),
-    }
 
 
 def _as_dataset(data: Any, name: str, batch_size: int, shuffle: bool, seed: int | None):

@@ -48,19 +48,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-#: The names of the counts returned by `compatibility_counts`, in a fixed order.
-COUNT_NAMES: tuple[str, ...] = (
-    "total",
-    "old_correct",
-    "new_correct",
-    "both_correct",
-    "both_wrong",
-    "negative_flips",
-    "positive_flips",
-)
-
-#: The names of the scores returned by `compatibility_scores`.
-SCORE_NAMES: tuple[str, ...] = ("nfr", "pfr", "btc", "bec")
+from clarena.core import compatibility as _core
+from clarena.core.compatibility import COUNT_NAMES as COUNT_NAMES  # the names, defined once
+from clarena.core.compatibility import SCORE_NAMES as SCORE_NAMES
 
 
 def _check(old_preds: Tensor, new_preds: Tensor, targets: Tensor) -> None:
@@ -129,7 +119,8 @@ def _ratio(numerator: Tensor, denominator: Tensor) -> Tensor:
 
 
 def compatibility_scores(counts: dict[str, Tensor]) -> dict[str, Tensor]:
-    """NFR, PFR, BTC and BEC (float64 tensors) from pooled counts.
+    """NFR, PFR, BTC and BEC (float64 tensors) from pooled counts: the formulas of
+    `clarena.core.compatibility.compatibility_scores`, divided as tensors.
 
     Args:
         counts: The counts of `compatibility_counts`, possibly summed over batches or processes
@@ -139,16 +130,8 @@ def compatibility_scores(counts: dict[str, Tensor]) -> dict[str, Tensor]:
     Returns:
         `{"nfr": ..., "pfr": ..., "btc": ..., "bec": ...}`; NaN where the denominator is zero.
     """
-    total = torch.as_tensor(counts["total"])
-    new_wrong = total - torch.as_tensor(counts["new_correct"])
-    return {
-        "nfr": _ratio(torch.as_tensor(counts["negative_flips"]), total),
-        "pfr": _ratio(torch.as_tensor(counts["positive_flips"]), total),
-        "btc": _ratio(
-            torch.as_tensor(counts["both_correct"]), torch.as_tensor(counts["old_correct"])
-        ),
-        "bec": _ratio(torch.as_tensor(counts["both_wrong"]), new_wrong),
-    }
+    tensors = {name: torch.as_tensor(counts[name]) for name in COUNT_NAMES}
+    return _core.compatibility_scores(tensors, ratio=_ratio)
 
 
 def negative_flip_rate(old_preds: Tensor, new_preds: Tensor, targets: Tensor) -> Tensor:
