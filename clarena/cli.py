@@ -51,6 +51,12 @@ def _usage() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `clarena` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    from clarena.pipelines.ddp import is_child
+
+    if is_child():  # a DDP child started by rank zero's Lightning: join that run
+        from clarena.pipelines.ddp import worker_main
+
+        return worker_main()
     if not argv or argv[0] in {"-h", "--help"}:
         print(_usage())
         return 0

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from clarena import distributed
 from clarena.cl_algorithms.base import Batch, CLAlgorithm
 from clarena.cl_algorithms.regularizers._common import check_nonnegative
 from clarena.cl_algorithms.replay_buffer import ReplayBuffer
@@ -88,12 +89,14 @@ class AGEM(CLAlgorithm):
         """Add `budget_per_class` random training samples of each of the task's classes."""
         super().on_task_end(task_id, datamodule)
         buffers: dict[tuple[int, int], ReplayBuffer] = {}
-        for x, y, task_ids in datamodule.train_dataloader():
+        for batch in datamodule.train_dataloader():
+            # under DDP every rank sees the whole task, so every rank's memory is the same
+            x, y, task_ids = (distributed.gather_rows(t) for t in batch)
             for t, label in torch.stack([task_ids, y], 1).unique(dim=0).tolist():
                 key = (int(t), int(label))
                 if key not in buffers:
                     seed = int(torch.randint(2**62, (1,), generator=self.generator))
-                    buffers[key] = ReplayBuffer(self.budget_per_class, seed=seed)
+                    buffers[key] = ReplayBuffer(self.budget_per_class, seed=seed, synced=False)
                 rows = (task_ids == t) & (y == label)
                 buffers[key].add(x[rows], y[rows], task_ids[rows])
         parts = [buffers[key].sample(self.budget_per_class) for key in sorted(buffers)]

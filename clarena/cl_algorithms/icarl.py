@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from clarena import distributed
 from clarena.cl_algorithms.base import Batch, CLAlgorithm
 from clarena.cl_algorithms.exemplars import (
     ExemplarMemory,
@@ -235,7 +236,9 @@ class ICaRL(CLAlgorithm):
 
     def _choose_exemplars(self) -> None:
         xs, ys, tasks = [], [], []
-        for x, y, task_ids in self._datamodule.train_dataloader():
+        for batch in self._datamodule.train_dataloader():
+            # under DDP every rank herds over the whole task: the exemplars agree on every rank
+            x, y, task_ids = (distributed.gather_rows(t) for t in batch)
             xs.append(x.detach().cpu().clone())
             ys.append(y.cpu())
             tasks.append(task_ids.cpu())

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from clarena import distributed
+
 _KEY_STRIDE = 1 << 32  # class key (task, label) = task · 2³² + label
 
 
@@ -35,6 +37,8 @@ class ReplayBuffer:
             global torch RNG, so adding a buffer does not change the rest of a run's randomness).
         per_task_classes: for class balance, a class is the pair (task id, label) rather than the
             label (TIL, where every task's labels start at 0).
+        synced: under DDP, gather every rank's batch in `add` (False when the caller offers
+            batches that are already the same on every rank).
     """
 
     def __init__(
@@ -43,12 +47,14 @@ class ReplayBuffer:
         class_balanced: bool = False,
         seed: int = 0,
         per_task_classes: bool = False,
+        synced: bool = True,
     ) -> None:
         if int(capacity) <= 0:
             raise ValueError(f"ReplayBuffer: capacity must be a positive int, got {capacity}.")
         self.capacity = int(capacity)
         self.class_balanced = bool(class_balanced)
         self.per_task_classes = bool(per_task_classes)
+        self.synced = bool(synced)
         self.generator = torch.Generator().manual_seed(int(seed))
         self.num_seen = 0
         self.seen_per_class: dict[int, int] = {}
@@ -117,6 +123,10 @@ class ReplayBuffer:
     ) -> None:
         """Offer a batch to the buffer, one sample at a time in order.
 
+        Under DDP the batches of all ranks are gathered first and offered in rank order, so every
+        rank's buffer holds the same samples (its generator is seeded alike everywhere); every
+        rank must then call `add` the same number of times.
+
         Args:
             x: inputs `(B, ...)`.
             y: int64 labels `(B,)`.
@@ -125,6 +135,12 @@ class ReplayBuffer:
             logit_widths: how many leading columns of each row of `logits` are meaningful
                 (default: all `W`).
         """
+        if self.synced and distributed.world_size() > 1:
+            x, y, task_ids = (distributed.gather_rows(t) for t in (x, y, task_ids))
+            if logits is not None:
+                logits = distributed.gather_rows(logits)
+            if logit_widths is not None:
+                logit_widths = distributed.gather_rows(logit_widths)
         if self.x is None:
             self._allocate(x, logits)
         elif self.x.device != x.device:

@@ -15,7 +15,8 @@
 - `KillSwitch` is a testing aid: with the environment variable `CLARENA_KILL_AT` set, the process
   sends itself SIGKILL at a chosen point (`task:<t>:step:<s>`: after optimizer step `s` of task `t`;
   `after_task:<t>`: right after the checkpoint of task `t` is written). The resume tests use it to
-  kill a run at an exact point; it does nothing when the variable is unset.
+  kill a run at an exact point; it does nothing when the variable is unset. Under DDP every rank
+  kills itself there, or only rank `r` with `CLARENA_KILL_RANK=r`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from clarena.pipelines.errors import NonFiniteLossError
 
 KILL_ENV = "CLARENA_KILL_AT"
 """Environment variable of the `KillSwitch` testing aid."""
+
+KILL_RANK_ENV = "CLARENA_KILL_RANK"
+"""With `KILL_ENV`: only the process of this global rank kills itself."""
 
 
 def _loss_of(outputs: Any) -> torch.Tensor | None:
@@ -236,5 +240,8 @@ class KillSwitch(pl.Callback):
         batch_idx: int,
     ) -> None:
         """Kill the process once the chosen step is done."""
+        only = os.environ.get(KILL_RANK_ENV, "")
+        if only and int(only) != trainer.global_rank:
+            return
         if trainer.global_step >= self.step:
             kill_now()

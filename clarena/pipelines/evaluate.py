@@ -72,6 +72,9 @@ def evaluate_run(run_dir: Path, output: Path, trust: bool = False) -> tuple[obje
             enable_checkpointing=False,
             enable_progress_bar=False,
             default_root_dir=str(output),
+            strategy="auto",  # one process, also for a run trained with DDP
+            devices=1,
+            num_nodes=1,
         )
         record_test_results(trainer, components, results, task_id)
         saved.load_state_dict(state["results"])

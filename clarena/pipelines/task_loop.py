@@ -33,10 +33,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from clarena import distributed
 from clarena.core.files import atomic_write_text
 from clarena.heads import make_heads
 from clarena.metrics import CLResults
 from clarena.pipelines import checkpoint as ckpt
+from clarena.pipelines import ddp
 from clarena.pipelines.callbacks import (
     KillSwitch,
     ResumeStateCallback,
@@ -157,11 +159,16 @@ def _within_task_checkpoint(run_dir: Path, task_id: int, digest: str) -> tuple[P
 def record_test_results(
     trainer: pl.Trainer, components: Components, results: CLResults, task_id: int
 ) -> None:
-    """Test the model on the datamodule's test tasks and add the predictions to `results`."""
+    """Test the model on the datamodule's test tasks and add the predictions to `results`.
+
+    Under DDP every rank tests its shard; the shards are gathered back into the dataset's order
+    (`clarena.distributed.gather_sharded`), so every rank adds exactly what one process would.
+    """
     algorithm, datamodule = components.algorithm, components.datamodule
     trainer.test(algorithm, datamodule=datamodule, verbose=False)
     task_aware = algorithm.scenario == "CIL"
     for test_task, out in sorted(algorithm.test_outputs.items()):
+        out = {key: distributed.gather_sharded(value) for key, value in out.items()}
         results.add(
             after_task=task_id,
             test_task=test_task,
@@ -198,7 +205,11 @@ _QUIET = (
 
 
 def run_experiment(
-    cfg: DictConfig, run_dir: Path, resume: bool = False, progress: Progress | None = None
+    cfg: DictConfig,
+    run_dir: Path,
+    resume: bool = False,
+    progress: Progress | None = None,
+    worker: bool = False,
 ) -> CLResults:
     """Run (or, with `resume`, continue) the experiment `cfg` in `run_dir`; return its results.
 
@@ -207,19 +218,30 @@ def run_experiment(
         run_dir: The run folder: `config.yaml`, `checkpoints/`, `results/`, logs.
         resume: Continue from the checkpoints already in `run_dir`.
         progress: Updated with the task and Trainer in progress (for interruption messages).
+        worker: This process is a non-zero DDP rank: it trains, tests and gathers, but writes
+            nothing (`clarena.pipelines.ddp`).
     """
-    with warnings.catch_warnings():
-        for pattern in _QUIET:
-            warnings.filterwarnings("ignore", message=pattern)
-        return _run(cfg, Path(run_dir), resume, progress or Progress())
+    launched: list[str] = []
+    if "ddp" in str(cfg.trainer.get("strategy", "")) and not worker:
+        launched = ddp.announce(Path(run_dir), resume)
+    try:
+        with warnings.catch_warnings():
+            for pattern in _QUIET:
+                warnings.filterwarnings("ignore", message=pattern)
+            return _run(cfg, Path(run_dir), resume, progress or Progress(), worker)
+    finally:
+        if launched or worker:
+            ddp.finish(launched)
 
 
-def _run(cfg: DictConfig, run_dir: Path, resume: bool, progress: Progress) -> CLResults:
+def _run(
+    cfg: DictConfig, run_dir: Path, resume: bool, progress: Progress, worker: bool
+) -> CLResults:
     plain = to_plain(cfg)
-    if not resume:
+    if not resume and not worker:
         text = OmegaConf.to_yaml(relocatable(plain, run_dir))
         atomic_write_text(run_dir / CONFIG_FILE, text)
-    digest = config_digest(run_dir)
+    digest = config_digest(run_dir) if (run_dir / CONFIG_FILE).is_file() else ""
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     components = build_components(cfg)
     algorithm, datamodule = components.algorithm, components.datamodule
@@ -253,6 +275,8 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool, progress: Progress) -> CL
         steps.offset += int(trainer.global_step)
         algorithm.on_task_end(task_id, datamodule)
         results.set_task_time(task_id, time.monotonic() - task_start)
+        if worker:
+            continue  # rank zero writes the results and checkpoints
         results.write(run_dir / RESULTS_DIR, plain)
         ckpt.save_task_checkpoint(
             run_dir,

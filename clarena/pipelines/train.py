@@ -193,10 +193,17 @@ def _task_function(cfg) -> None:
     from hydra.types import RunMode
     from omegaconf import open_dict
 
+    from clarena.pipelines.ddp import slurm_rank
+
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir).absolute()
     with open_dict(cfg):
         cfg.output_dir = str(run_dir)
+    if slurm_rank(cfg.trainer) > 0:  # SLURM started this rank: rank zero owns the folder
+        from clarena.pipelines.task_loop import run_experiment
+
+        run_experiment(cfg, run_dir, worker=True)
+        return
     try:
         if (run_dir / "config.yaml").exists():
             raise RunFailed(
@@ -260,7 +267,8 @@ def _launch(hydra_args: list[str]) -> int:
         _task_function
     )
     saved = sys.argv
-    sys.argv = [PROG, *hydra_args]
+    # argv[0] stays the real script: Lightning's DDP launcher starts the other ranks with it
+    sys.argv = [saved[0], *hydra_args]
     try:
         app()
     except SystemExit as exc:

@@ -1,0 +1,92 @@
+"""`clarena train` on several processes: how Lightning's DDP children re-enter a run.
+
+Lightning's `ddp` strategy starts the other ranks of a run by running this process's command again
+(`python <script> ...` or `python -m clarena ...`) with `LOCAL_RANK` and friends in the environment.
+clarena does not let such a child go through `clarena train` again (a second Hydra folder, a second
+`config.yaml`, a lock it could never take). Before the first `trainer.fit`, rank zero puts the run
+folder and the resume flag in the environment (`DDP_RUN_DIR_ENV`, `DDP_RESUME_ENV`); a process
+that starts with those and a non-zero `LOCAL_RANK` is a *worker*: `clarena.cli` hands it to
+`worker_main`, which rebuilds the run from the folder's `config.yaml` (written by rank zero before
+any child exists) and runs the same task loop. Under SLURM (`srun` starts every rank of the job),
+the ranks are told apart by `SLURM_PROCID`, with the same effect.
+
+Who does what:
+
+- every rank: builds the components from the same config and seed, trains its shard of each batch
+  (gradients averaged by DDP), tests its shard, and takes part in the gathers, so that the test
+  predictions, the replay buffer and the Fisher are the same on every rank;
+- rank zero alone: holds the folder's lock, writes `config.yaml`, the results, the reports and the
+  checkpoints; Lightning writes logs and within-task checkpoints from rank zero only.
+
+A rank that dies ends the run: Lightning's observer kills the others when a child dies, and a worker
+asks the kernel to kill it when rank zero dies (`PR_SET_PDEATHSIG`), so no process is left waiting
+in a collective. `clarena train resume=<dir>` then continues as for a one-process run.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+from pathlib import Path
+
+DDP_RUN_DIR_ENV = "CLARENA_DDP_RUN_DIR"
+"""Set by rank zero for its DDP children: the run folder they join."""
+
+DDP_RESUME_ENV = "CLARENA_DDP_RESUME"
+"""Set by rank zero for its DDP children: "1" when the run continues from its checkpoints."""
+
+_LAUNCH_ENV = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def is_child() -> bool:
+    """Whether this process is a DDP child that rank zero's Lightning started for its run."""
+    return bool(os.environ.get(DDP_RUN_DIR_ENV)) and os.environ.get("LOCAL_RANK", "0") != "0"
+
+
+def slurm_rank(trainer_cfg: object) -> int:
+    """This task's rank when SLURM started every rank of a DDP run (`srun`), else 0."""
+    strategy = str(getattr(trainer_cfg, "get", lambda *_: None)("strategy", None) or "")
+    if "ddp" not in strategy or "SLURM_NTASKS" not in os.environ:
+        return 0
+    return int(os.environ.get("SLURM_PROCID", "0") or 0)
+
+
+def announce(run_dir: Path, resume: bool) -> list[str]:
+    """Tell the children rank zero is about to start where to go; return what to undo later."""
+    os.environ[DDP_RUN_DIR_ENV] = str(run_dir)
+    os.environ[DDP_RESUME_ENV] = "1" if resume else "0"
+    return [name for name in _LAUNCH_ENV if name not in os.environ]
+
+
+def finish(launched_here: list[str]) -> None:
+    """After a run: close the process group and forget the launch variables Lightning set.
+
+    The next run of this process (a job of a sweep) then starts its own children.
+    """
+    import torch
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    for name in (*launched_here, DDP_RUN_DIR_ENV, DDP_RESUME_ENV):
+        os.environ.pop(name, None)
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def worker_main() -> int:
+    """Run this rank's part of the run rank zero started; return the exit code."""
+    from clarena.pipelines.run_folder import load_run_config
+    from clarena.pipelines.task_loop import run_experiment
+
+    _die_with_parent()
+    run_dir = Path(os.environ[DDP_RUN_DIR_ENV])
+    resume = os.environ.get(DDP_RESUME_ENV) == "1"
+    cfg = load_run_config(run_dir, trust=True)  # rank zero checked it before starting us
+    run_experiment(cfg, run_dir, resume=resume, worker=True)
+    return 0
