@@ -327,14 +327,24 @@ class ParameterChange(Term):
         pairs = self.pairs()
         if not pairs:
             return total
+        self._follow(ctx.x.device)
+        pairs = self.pairs()
         current: dict[str, Tensor] = self.collector.protected_parameters()  # type: ignore[operator]
-        device = ctx.x.device
         for importance, anchors in pairs:
-            importance = {n: v.to(device) for n, v in importance.items()}
-            anchors = {n: v.to(device) for n, v in anchors.items()}
             params = {n: crop_to_anchor(current[n], a.shape) for n, a in anchors.items()}
             total = total + self.regularizer(params, anchors, importance)
         return total
+
+    def _follow(self, device: torch.device) -> None:
+        """Move the collector's anchors and importances to `device` once (not every step)."""
+        c: Any = self.collector
+        if self.importance != "ewc":
+            c._follow(device)
+            return
+        stored = [t for s in (*c.fishers, *c.anchor_sets) for t in s.values()]
+        if any(t.device != device for t in stored):
+            c.fishers = [{n: f.to(device) for n, f in s.items()} for s in c.fishers]
+            c.anchor_sets = [{n: a.to(device) for n, a in s.items()} for s in c.anchor_sets]
 
     def on_task_start(self, algorithm: Composed, task_id: int, datamodule: Any) -> None:
         """The collector's task start (SI and MAS grow their state with a CIL head)."""

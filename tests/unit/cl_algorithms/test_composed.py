@@ -22,6 +22,8 @@ from clarena.cl_algorithms import terms as T
 from clarena.cl_algorithms.regularizers import (
     BCNewErrorReg,
     DistillationReg,
+    FocalDistillationKLReg,
+    FocalDistillationLMReg,
     ParameterChangeReg,
     StrictImitationReg,
 )
@@ -66,10 +68,12 @@ class Counter:
         self.h1 += 1
 
 
-def _second_task(algorithm: Composed, scenario: str) -> tuple[SyntheticStream, tuple]:
+def _second_task(
+    algorithm: Composed, scenario: str, steps: int = 4
+) -> tuple[SyntheticStream, tuple]:
     torch.manual_seed(0)
     stream = SyntheticStream(scenario, num_tasks=3)
-    run_tasks(algorithm, stream, [1], max_steps=4)
+    run_tasks(algorithm, stream, [1], max_steps=steps)
     stream.setup_task(2)
     algorithm.on_task_start(2, stream)
     return stream, next(iter(stream.train_dataloader()))
@@ -89,6 +93,35 @@ def test_lwf_bc_terms_are_their_regularizers_and_h1_runs_once() -> None:
     assert torch.equal(terms["distillation"], DistillationReg(1.0, 2.0)(logits, old))
     assert torch.equal(terms["dissonance"], BCNewErrorReg("cross_entropy", 0.7)(logits, old, y))
     assert terms["dissonance"] > 0
+
+
+@pytest.mark.parametrize(
+    "regularizer",
+    [
+        BCNewErrorReg("kl_div", 0.5),
+        StrictImitationReg("cross_entropy", 0.5, temperature=2.0, focal_alpha=0.3),
+        FocalDistillationKLReg(0.5, alpha=1.0, beta=5.0, temperature=2.0),
+        FocalDistillationLMReg(0.5, alpha=1.0, beta=5.0),
+    ],
+    ids=["new_error", "strict", "fd_kl", "fd_lm"],
+)
+def test_a_dissonance_term_is_its_regularizer_on_current_and_replayed_samples(regularizer) -> None:
+    terms = {"ce": T.CrossEntropy(), "replay_ce": T.ReplayCrossEntropy(0.5)}
+    terms["dissonance"] = T.Dissonance(regularizer)
+    algorithm = Composed(*_parts("DIL"), terms=terms, buffer_size=24)
+    _, (x, y, t) = _second_task(algorithm, "DIL", steps=12)  # h1 right on some samples
+    with torch.no_grad():  # the model moved since h1 was taken (else FD-KL, FD-LM are 0)
+        algorithm.backbone.net[1].weight.add_(0.05)
+    replay = copy.deepcopy(algorithm.buffer).sample(x.shape[0])
+    counter = Counter(algorithm)
+    values = algorithm.loss_terms((x, y, t))
+    assert counter.h1 == 1 and counter.draws == 1
+    xs, ys, ts = (torch.cat([a, replay[k]]) for a, k in ((x, "x"), (y, "y"), (t, "task_ids")))
+    with torch.no_grad():  # DIL: every current and replayed sample, h1 on both in one run
+        h2, h1 = algorithm(xs, ts), algorithm.h1(xs, ts)
+    assert torch.equal(values["replay_ce"], 0.5 * F.cross_entropy(h2[x.shape[0] :], replay["y"]))
+    torch.testing.assert_close(values["dissonance"], regularizer(h2, h1, ys), rtol=1e-6, atol=0.0)
+    assert values["dissonance"] > 0
 
 
 def test_er_strict_terms_are_their_regularizers_and_replay_is_drawn_once() -> None:
