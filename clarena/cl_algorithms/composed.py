@@ -31,7 +31,8 @@ class StepContext:
     On construction: a replayed batch is drawn from the buffer (when a term needs replay and the
     buffer holds samples) and the model runs once on the current batch, concatenated with the
     replayed one (as `ER` does). h1's backbone runs at most once, without gradient, on the
-    first request, over the current batch and (when a term needs `"h1_replay"`) the replayed one.
+    first request, over the current batch (when a term needs `"h1"`) and the replayed one (when a
+    term needs `"h1_replay"`).
 
     Attributes:
         algorithm: the `Composed` algorithm.
@@ -81,28 +82,37 @@ class StepContext:
             h1.to(self.x.device)
         return h1
 
-    def _h1_run(self) -> tuple[Tensor, Tensor | None]:
+    def _h1_run(self) -> tuple[Tensor | None, Tensor | None]:
         if self._h1_features is None:
             h1 = self.h1
             if h1 is None:
                 raise ValueError("Composed: there is no h1 before the second task.")
-            with_replay = self.replay is not None and "h1_replay" in self.algorithm.needs
-            xs = torch.cat([self.x, self.replay["x"]]) if with_replay else self.x  # type: ignore[index]
+            needs = self.algorithm.needs
+            current = self.x if "h1" in needs else self.x[:0]
+            replay = self.replay if "h1_replay" in needs else None
+            xs = current if replay is None else torch.cat([current, replay["x"]])
             with torch.no_grad():
                 features = h1.backbone(xs)
             self.h1_backbone_calls += 1
-            n = self.x.shape[0]
-            self._h1_features = (features[:n], features[n:] if with_replay else None)
+            n = current.shape[0]
+            self._h1_features = (
+                features[:n] if "h1" in needs else None,
+                None if replay is None else features[n:],
+            )
         return self._h1_features
 
     @property
     def h1_features(self) -> Tensor:
-        """h1's backbone features of the current inputs (no gradient)."""
-        return self._h1_run()[0]
+        """h1's backbone features of the current inputs (no gradient; a term must need `"h1"`)."""
+        features = self._h1_run()[0]
+        if features is None:
+            raise ValueError("Composed: h1 on the current batch, but no term declared 'h1'.")
+        return features
 
     @property
     def h1_replay_features(self) -> Tensor:
-        """h1's backbone features of the replayed inputs (no gradient)."""
+        """h1's backbone features of the replayed inputs (no gradient; a term must need
+        `"h1_replay"`)."""
         features = self._h1_run()[1]
         if features is None:
             raise ValueError("Composed: no replayed batch, or no term declared 'h1_replay'.")

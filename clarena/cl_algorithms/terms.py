@@ -14,9 +14,9 @@ themselves and take part in the task hooks and the checkpoint.
 - `Distillation` (h1): `DistillationReg` on h1's old outputs of the current batch (LwF).
 - `LogitReplay` (replay, stored logits): `DistillationReg` (MSE) towards the logits stored with
   the replayed samples (DER).
-- `Dissonance` (h1; replay in TIL and CIL): `BCNewErrorReg`, `StrictImitationReg`,
-  `FocalDistillationKLReg` or `FocalDistillationLMReg` against h1 on the samples it knows, as
-  `BCAlgorithm` applies them.
+- `Dissonance` (h1; in TIL and CIL: replay, and h1 on it only): `BCNewErrorReg`,
+  `StrictImitationReg`, `FocalDistillationKLReg` or `FocalDistillationLMReg` against h1 on the
+  samples it knows, as `BCAlgorithm` applies them.
 - `ParameterChange`: `ParameterChangeReg` over the protected parameters and their anchors,
   weighted by EWC's Fisher, SI's path integral or MAS's output sensitivity.
 """
@@ -205,11 +205,11 @@ class Dissonance(Term):
         self.regularizer = regularizer
 
     def requirements(self, scenario: str) -> frozenset[str]:
-        """h1 on the current and replayed samples; in TIL / CIL also a replayed batch."""
-        needs = {"h1", "h1_replay"}
+        """DIL / DataIL: h1 on the current and replayed samples; TIL / CIL: a replayed batch and
+        h1 on it only."""
         if scenario in ("TIL", "CIL"):
-            needs.add("replay")
-        return frozenset(needs)
+            return frozenset({"replay", "h1_replay"})
+        return frozenset({"h1", "h1_replay"})
 
     def forward(self, ctx: StepContext) -> Tensor:
         """The dissonance on the samples h1 knows."""

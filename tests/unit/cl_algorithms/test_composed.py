@@ -52,9 +52,10 @@ class Counter:
 
     def __init__(self, algorithm: Composed) -> None:
         self.h1 = 0
+        self.h1_rows: list[int] = []
         self.draws = 0
         assert algorithm.h1 is not None
-        algorithm.h1.backbone.register_forward_hook(lambda *_: self._h1())
+        algorithm.h1.backbone.register_forward_hook(lambda _, args, __: self._h1(args[0]))
         if algorithm.buffer is not None:
             sample = algorithm.buffer.sample
 
@@ -64,8 +65,9 @@ class Counter:
 
             algorithm.buffer.sample = counted  # type: ignore[method-assign]
 
-    def _h1(self) -> None:
+    def _h1(self, x: torch.Tensor) -> None:
         self.h1 += 1
+        self.h1_rows.append(x.shape[0])
 
 
 def _second_task(
@@ -116,6 +118,7 @@ def test_a_dissonance_term_is_its_regularizer_on_current_and_replayed_samples(re
     counter = Counter(algorithm)
     values = algorithm.loss_terms((x, y, t))
     assert counter.h1 == 1 and counter.draws == 1
+    assert counter.h1_rows == [2 * x.shape[0]]  # DIL: current and replayed samples, one run
     xs, ys, ts = (torch.cat([a, replay[k]]) for a, k in ((x, "x"), (y, "y"), (t, "task_ids")))
     with torch.no_grad():  # DIL: every current and replayed sample, h1 on both in one run
         h2, h1 = algorithm(xs, ts), algorithm.h1(xs, ts)
@@ -132,6 +135,7 @@ def test_er_strict_terms_are_their_regularizers_and_replay_is_drawn_once() -> No
     counter = Counter(algorithm)
     terms = algorithm.loss_terms((x, y, t))
     assert counter.draws == 1 and counter.h1 == 1  # two terms replay, one uses h1
+    assert counter.h1_rows == [x.shape[0]]  # CIL: h1 runs on the replayed samples only
     assert list(terms) == ["ce", "replay_ce", "dissonance"]
     xb, yb, tb = expected_replay["x"], expected_replay["y"], expected_replay["task_ids"]
     n = x.shape[0]
