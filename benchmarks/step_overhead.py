@@ -21,7 +21,8 @@ alternating pairs and (clarena - bare) / steps in milliseconds.
 `--variant` times other Trainer set-ups in the same run, to show where the time goes:
 `lightning` (a plain Lightning Trainer with no logger, callbacks or progress bar around the same
 algorithm), `lightning_min` (that plain Trainer around a minimal LightningModule holding the bare
-loop's model and batches: Lightning's loop alone).
+loop's model and batches: Lightning's loop alone), `fabric` (a sketch of an inner loop on Lightning
+Fabric around the same algorithm, loader and CSV logger: what a Trainer-free task loop would cost).
 """
 
 from __future__ import annotations
@@ -104,6 +105,51 @@ def run_lightning(steps: int, out: Path, bar: bool) -> Callable[[], None]:
             num_sanity_val_steps=0,
         )
         trainer.fit(components.algorithm, datamodule=components.datamodule)
+
+    return fit
+
+
+def run_fabric(steps: int, out: Path, bar: bool) -> Callable[[], None]:
+    """A sketch of a Lightning Fabric inner loop around the same algorithm and loader: per batch
+    `training_step` (with its loss-term record and interval logging to the CSV logger),
+    `fabric.backward`, `step`, `zero_grad`; no checkpoints, bar or other callbacks."""
+    from types import SimpleNamespace
+
+    from lightning.fabric import Fabric
+
+    _, components, loggers = _components(steps, out, False)
+    algorithm, datamodule = components.algorithm, components.datamodule
+
+    def fit() -> None:
+        fabric = Fabric(accelerator="cpu", devices=1)
+        optimizer = algorithm.configure_optimizers()
+        model, optimizer = fabric.setup(algorithm, optimizer)
+        state = SimpleNamespace(
+            global_step=0,
+            log_every_n_steps=10,
+            loggers=loggers,
+            current_epoch=0,
+            logged_metrics={},
+            callback_metrics={},
+            progress_bar_metrics={},
+        )
+        object.__setattr__(algorithm, "_trainer", state)  # what TrainTermsLog reads
+        loader = datamodule.train_dataloader()
+        try:
+            while state.global_step < steps:
+                loader.sampler.set_epoch(state.current_epoch)
+                for batch_idx, batch in enumerate(loader):
+                    loss = model.training_step(batch, batch_idx)
+                    fabric.backward(loss)
+                    optimizer.step()
+                    optimizer.zero_grad()
+                    state.global_step += 1
+                    if state.global_step == steps:
+                        break
+                algorithm._train_terms.write(algorithm)
+                state.current_epoch += 1
+        finally:
+            object.__setattr__(algorithm, "_trainer", None)
 
     return fit
 
@@ -195,6 +241,7 @@ RUNNERS = {
     "clarena": run_clarena,
     "lightning": run_lightning,
     "lightning_min": run_lightning_min,
+    "fabric": run_fabric,
     "bare": run_bare,
 }
 
@@ -214,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
-        "--variant", action="append", choices=["lightning", "lightning_min"], default=[]
+        "--variant", action="append", choices=["lightning", "lightning_min", "fabric"], default=[]
     )
     parser.add_argument("--no-bar", action="store_true", help="clarena without the progress bar")
     args = parser.parse_args(argv)
