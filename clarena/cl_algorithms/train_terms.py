@@ -138,11 +138,12 @@ class TrainTermsLog(pl.Callback):
         self.write(pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Write the steps left since the last interval."""
+        """Write the steps left since the last interval; let go of the Trainer."""
         self.write(pl_module)
+        self._reset(None)
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
-        """Forget the pending steps of a failed fit."""
-        self._pending = []
+        """Forget the pending steps of a failed fit and the Trainer."""
+        self._reset(None)
