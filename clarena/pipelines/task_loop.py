@@ -21,6 +21,7 @@ one.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 import warnings
@@ -243,6 +244,9 @@ def _run(
         atomic_write_text(run_dir / CONFIG_FILE, text)
     digest = config_digest(run_dir) if (run_dir / CONFIG_FILE).is_file() else ""
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    # Lightning's DDP re-seeds from PL_GLOBAL_SEED at every `fit`, which would restart the random
+    # stream at each task (task 3's new head drawn like task 2's); one seeding per run is the rule
+    os.environ.pop("PL_GLOBAL_SEED", None)
     components = build_components(cfg)
     algorithm, datamodule = components.algorithm, components.datamodule
     results = CLResults(cfg.scenario)

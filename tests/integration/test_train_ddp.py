@@ -26,7 +26,7 @@ from test_train_support import clarena
 
 pytestmark = [pytest.mark.ddp, pytest.mark.integration]
 
-BUDGET = ("cl_dataset.num_tasks=3", "trainer.max_epochs=2", "seed=2", "logger=none")
+BUDGET = ("cl_dataset.num_tasks=3", "trainer.max_epochs=6", "seed=2", "logger=none")
 DDP = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "cl_dataset.batch_size=16")
 ONE = ("trainer=cpu", "cl_dataset.batch_size=32")  # the same global batch of 32
 
@@ -41,7 +41,8 @@ CASES = [
 
 
 def _average(run: Path) -> float:
-    return json.loads((run / "results" / "metrics.json").read_text())["average_accuracy_per_task"][-1]
+    metrics = json.loads((run / "results" / "metrics.json").read_text())
+    return metrics["average_accuracy_per_task"][-1]
 
 
 @pytest.mark.slow
