@@ -50,6 +50,7 @@ def final_state(run: Path) -> dict[str, object]:
     last = max((run / "checkpoints").glob("after_task_*.pt"), key=lambda p: int(p.stem[11:]))
     state = torch.load(last, map_location="cpu", weights_only=True)
     state.pop("config")
+    state.pop("config_digest")  # of config.yaml, which names its own (different) folder
     flat: dict[str, object] = {}
     _flatten("", state, flat)
     return {key: value for key, value in flat.items() if "/task_times/" not in key}
