@@ -154,7 +154,7 @@ def _outputs(run_dir: Path) -> tuple[Any, Any, Any] | None:
     """(softmax of the run's final model, its h1's predictions, the labels) on the test points of
     the tasks before the last, or None when the run has fewer than two task checkpoints."""
     import torch
-    from omegaconf import OmegaConf
+    from omegaconf import DictConfig, OmegaConf
 
     from clarena.pipelines import checkpoint as ckpt
     from clarena.pipelines.task_loop import CONFIG_FILE, build_components
@@ -163,6 +163,8 @@ def _outputs(run_dir: Path) -> tuple[Any, Any, Any] | None:
     if len(tasks) < 2 or not (run_dir / CONFIG_FILE).is_file():
         return None
     cfg = OmegaConf.load(run_dir / CONFIG_FILE)
+    if not isinstance(cfg, DictConfig):
+        return None
     models = []
     for task_id in tasks[-2:]:
         components = build_components(cfg)
