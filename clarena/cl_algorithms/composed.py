@@ -14,7 +14,7 @@ See `docs/composing.md` and `clarena.cl_algorithms.terms`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -67,7 +67,7 @@ class StepContext:
             logits = algorithm.heads(features, ts)
             self.features, self.replay_features = features[:n], features[n:]
             self.logits, self.replay_logits = logits[:n], logits[n:]
-        self._h1_features: tuple[Tensor, Tensor | None] | None = None
+        self._h1_features: tuple[Tensor | None, Tensor | None] | None = None
         self.h1_backbone_calls = 0
         """How many times h1's backbone ran in this step (0 or 1)."""
 
@@ -176,7 +176,9 @@ class Composed(CLAlgorithm):
             raise ValueError(f"Composed: unknown needs {sorted(unknown)}; terms may ask {NEEDS}.")
         self.needs = frozenset(needs)
         """What the terms asked of the step context."""
-        self.needs_h1 = bool(needs & {"h1", "h1_replay"})
+        # `needs_h1` is a class variable of `CLAlgorithm`; a `Composed` decides it per instance,
+        # from its terms (what `nn.Module.__setattr__` does with a bool, without the ClassVar).
+        object.__setattr__(self, "needs_h1", bool(needs & {"h1", "h1_replay"}))
         if replay_batch_size is not None and replay_batch_size <= 0:
             raise ValueError(
                 f"Composed: replay_batch_size must be positive, got {replay_batch_size}."
@@ -199,22 +201,26 @@ class Composed(CLAlgorithm):
         for name, term in terms.items():
             term.setup(self, name)
 
+    def _named_terms(self) -> list[tuple[str, Term]]:
+        # `nn.ModuleDict` is not generic: its values are typed `Module`; every one is a `Term`.
+        return [(name, cast(Term, term)) for name, term in self.terms.items()]
+
     def on_task_start(self, task_id: int, datamodule: Any) -> None:
         """The base class's start (h1 when a term needs it, heads), then each term's."""
         super().on_task_start(task_id, datamodule)
-        for term in self.terms.values():
+        for _, term in self._named_terms():
             term.on_task_start(self, task_id, datamodule)
 
     def on_task_end(self, task_id: int, datamodule: Any) -> None:
         """Each term's task end (importances, anchors)."""
         super().on_task_end(task_id, datamodule)
-        for term in self.terms.values():
+        for _, term in self._named_terms():
             term.on_task_end(self, task_id, datamodule)
 
     def loss_terms(self, batch: Batch) -> dict[str, Tensor]:
         """Every term on one shared step context; then offer the batch to the buffer."""
         ctx = StepContext(self, batch)
-        values = {name: term(ctx) for name, term in self.terms.items()}
+        values = {name: term(ctx) for name, term in self._named_terms()}
         if self.buffer is not None:
             if "stored_logits" in self.needs:
                 widths = self.heads.num_logits(ctx.task_ids)
@@ -226,14 +232,14 @@ class Composed(CLAlgorithm):
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         """Take the step (Lightning's default), then call each term's `after_optimizer_step`."""
         super().optimizer_step(*args, **kwargs)
-        for term in self.terms.values():
+        for _, term in self._named_terms():
             term.after_optimizer_step(self)
 
     def extra_cl_state(self) -> dict[str, Any]:
         """The replay buffer (None without one) and each term's own state."""
         return {
             "buffer": None if self.buffer is None else self.buffer.state_dict(),
-            "terms": {name: term.cl_state() for name, term in self.terms.items()},
+            "terms": {name: term.cl_state() for name, term in self._named_terms()},
         }
 
     def load_extra_cl_state(self, state: Mapping[str, Any]) -> None:
@@ -241,6 +247,6 @@ class Composed(CLAlgorithm):
         if self.buffer is not None and state.get("buffer") is not None:
             self.buffer.load_state_dict(state["buffer"])
         saved = state.get("terms", {})
-        for name, term in self.terms.items():
+        for name, term in self._named_terms():
             if name in saved:
                 term.load_cl_state(saved[name])

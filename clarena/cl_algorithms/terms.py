@@ -30,7 +30,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from clarena.cl_algorithms.der import DER
 from clarena.cl_algorithms.ewc import EWC
 from clarena.cl_algorithms.ewc import _crop as crop_to_anchor
 from clarena.cl_algorithms.mas import MAS
@@ -123,6 +122,7 @@ class ReplayCrossEntropy(Term):
         """$\\beta \\cdot \\mathrm{CE}(f(x_b), y_b)$."""
         if ctx.replay is None:
             return ctx.logits.new_zeros(())
+        assert ctx.replay_logits is not None  # set together with ctx.replay
         return self.weight * F.cross_entropy(ctx.replay_logits, ctx.replay["y"])
 
 
@@ -160,10 +160,36 @@ class Distillation(Term):
         return self.regularizer(ctx.logits[:, : teacher.shape[1]], teacher)
 
 
+def stored_logit_distance(
+    distillation: nn.Module, logits: Tensor, stored: Tensor, widths: Tensor
+) -> Tensor:
+    """`distillation` between current logits and stored ones over the columns each stored row
+    covers, as `DER.stored_logit_distance`: both are padded to the wider width, the entries of
+    row $i$ at columns $j \\ge w_i$ (its stored width) are made equal, and the mean is
+    renormalised to the covered entries, $d \\cdot \\frac{N \\cdot W}{\\sum_i \\min(w_i, W)}$.
+
+    Args:
+        distillation: the distance, `forward(student, teacher)` (e.g.
+            `DistillationReg(alpha, distance="MSE")`).
+        logits: the current logits of the replayed samples, shape (N, C).
+        stored: the logits stored with them, shape (N, C').
+        widths: each stored row's width $w_i$, shape (N,).
+
+    Returns:
+        The renormalised distance, a scalar.
+    """
+    width = max(logits.shape[1], stored.shape[1])
+    logits = F.pad(logits, (0, width - logits.shape[1]))
+    stored = F.pad(stored.to(logits.dtype), (0, width - stored.shape[1]))
+    covered = torch.arange(width, device=logits.device) < widths.unsqueeze(1)
+    value = distillation(torch.where(covered, logits, stored), stored)
+    return value * (covered.numel() / covered.sum().clamp_min(1))
+
+
 class LogitReplay(Term):
     """DER's term: `regularizer` (MSE) between the replayed samples' current logits and the
-    logits stored with them, over the columns each stored row covers (`DER.stored_logit_distance`,
-    called on this term). 0 while the buffer is empty.
+    logits stored with them, over the columns each stored row covers (`stored_logit_distance`,
+    as `DER`). 0 while the buffer is empty.
 
     Args:
         regularizer: a `DistillationReg(alpha, distance="MSE")`.
@@ -181,8 +207,9 @@ class LogitReplay(Term):
         """$\\alpha\\, \\mathrm{MSE}(f(x_b), z_b)$ over the covered columns."""
         if ctx.replay is None:
             return ctx.logits.new_zeros(())
-        return DER.stored_logit_distance(
-            self,  # type: ignore[arg-type]  (it reads only `logit_distillation`)
+        assert ctx.replay_logits is not None  # set together with ctx.replay
+        return stored_logit_distance(
+            self.logit_distillation,
             ctx.replay_logits,
             ctx.replay["logits"],
             ctx.replay["logit_widths"],
@@ -221,9 +248,11 @@ class Dissonance(Term):
             parts.append((ctx.y, ctx.task_ids, ctx.logits, ctx.h1_features))
             if ctx.replay is not None:
                 r = ctx.replay
+                assert ctx.replay_logits is not None  # set together with ctx.replay
                 parts.append((r["y"], r["task_ids"], ctx.replay_logits, ctx.h1_replay_features))
         elif ctx.replay is not None:
             r = ctx.replay
+            assert ctx.replay_logits is not None  # set together with ctx.replay
             old = r["task_ids"] < ctx.algorithm.task_id  # samples of the tasks h1 learned
             parts.append(
                 (

@@ -103,19 +103,23 @@ def mean_and_standard_error(values: Iterable[float | None]) -> Estimate:
     return Estimate(mean, math.sqrt(variance / n), n)
 
 
+def _dict_or_empty(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def study_run(run_dir: Path, results_dir: Path, data: dict[str, Any]) -> StudyRun:
     """Reduce one run's `metrics.json` contents (with its config) to a `StudyRun`.
 
     Raises:
         ValueError: when the file holds no scenario or summary.
     """
-    config = data.get("config") if isinstance(data.get("config"), dict) else {}
+    config = _dict_or_empty(data.get("config"))
     summary = data.get("summary")
     scenario = data.get("scenario", config.get("scenario"))
     if not isinstance(summary, dict) or not isinstance(scenario, str):
         raise ValueError("no scenario or summary in metrics.json")
-    algorithm = config.get("cl_algorithm") if isinstance(config.get("cl_algorithm"), dict) else {}
-    dataset = config.get("cl_dataset") if isinstance(config.get("cl_dataset"), dict) else {}
+    algorithm = _dict_or_empty(config.get("cl_algorithm"))
+    dataset = _dict_or_empty(config.get("cl_dataset"))
     seed = config.get("seed")
     return StudyRun(
         run_dir=run_dir,
