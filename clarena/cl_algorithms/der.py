@@ -7,11 +7,37 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from clarena.cl_algorithms.base import Batch, CLAlgorithm
 from clarena.cl_algorithms.regularizers import DistillationReg
 from clarena.cl_algorithms.replay_buffer import ReplayBuffer
+
+
+def stored_logit_distance(
+    distillation: nn.Module, logits: Tensor, stored: Tensor, widths: Tensor
+) -> Tensor:
+    """`distillation` between current logits and stored ones over the columns each stored row
+    covers, as DER needs it: both are padded to the wider width, the entries of
+    row $i$ at columns $j \\ge w_i$ (its stored width) are made equal, and the mean is
+    renormalised to the covered entries, $d \\cdot \\frac{N \\cdot W}{\\sum_i \\min(w_i, W)}$.
+
+    Args:
+        distillation: the distance, `forward(student, teacher)` (e.g.
+            `DistillationReg(alpha, distance="MSE")`).
+        logits: the current logits of the replayed samples, shape (N, C).
+        stored: the logits stored with them, shape (N, C').
+        widths: each stored row's width $w_i$, shape (N,).
+
+    Returns:
+        The renormalised distance, a scalar.
+    """
+    width = max(logits.shape[1], stored.shape[1])
+    logits = F.pad(logits, (0, width - logits.shape[1]))
+    stored = F.pad(stored.to(logits.dtype), (0, width - stored.shape[1]))
+    covered = torch.arange(width, device=logits.device) < widths.unsqueeze(1)
+    value = distillation(torch.where(covered, logits, stored), stored)
+    return value * (covered.numel() / covered.sum().clamp_min(1))
 
 
 class DER(CLAlgorithm):
@@ -61,15 +87,8 @@ class DER(CLAlgorithm):
         self.replay_batch_size = replay_batch_size
 
     def stored_logit_distance(self, logits: Tensor, stored: Tensor, widths: Tensor) -> Tensor:
-        """`DistillationReg` MSE between current logits and stored ones over the covered columns:
-        entries outside a sample's stored width are made equal and the mean is renormalised to the
-        covered entries."""
-        width = max(logits.shape[1], stored.shape[1])
-        logits = F.pad(logits, (0, width - logits.shape[1]))
-        stored = F.pad(stored.to(logits.dtype), (0, width - stored.shape[1]))
-        covered = torch.arange(width, device=logits.device) < widths.unsqueeze(1)
-        value = self.logit_distillation(torch.where(covered, logits, stored), stored)
-        return value * (covered.numel() / covered.sum().clamp_min(1))
+        """`stored_logit_distance` with this algorithm's `logit_distillation`."""
+        return stored_logit_distance(self.logit_distillation, logits, stored, widths)
 
     def _replay(self, n: int, device: torch.device) -> dict[str, Tensor] | None:
         replay = self.buffer.sample(self.replay_batch_size or n)

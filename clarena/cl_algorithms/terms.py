@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from clarena.cl_algorithms.der import stored_logit_distance
 from clarena.cl_algorithms.ewc import EWC
 from clarena.cl_algorithms.ewc import _crop as crop_to_anchor
 from clarena.cl_algorithms.mas import MAS
@@ -158,32 +159,6 @@ class Distillation(Term):
         with torch.no_grad():
             teacher = h1.heads(old_features, ctx.task_ids)
         return self.regularizer(ctx.logits[:, : teacher.shape[1]], teacher)
-
-
-def stored_logit_distance(
-    distillation: nn.Module, logits: Tensor, stored: Tensor, widths: Tensor
-) -> Tensor:
-    """`distillation` between current logits and stored ones over the columns each stored row
-    covers, as `DER.stored_logit_distance`: both are padded to the wider width, the entries of
-    row $i$ at columns $j \\ge w_i$ (its stored width) are made equal, and the mean is
-    renormalised to the covered entries, $d \\cdot \\frac{N \\cdot W}{\\sum_i \\min(w_i, W)}$.
-
-    Args:
-        distillation: the distance, `forward(student, teacher)` (e.g.
-            `DistillationReg(alpha, distance="MSE")`).
-        logits: the current logits of the replayed samples, shape (N, C).
-        stored: the logits stored with them, shape (N, C').
-        widths: each stored row's width $w_i$, shape (N,).
-
-    Returns:
-        The renormalised distance, a scalar.
-    """
-    width = max(logits.shape[1], stored.shape[1])
-    logits = F.pad(logits, (0, width - logits.shape[1]))
-    stored = F.pad(stored.to(logits.dtype), (0, width - stored.shape[1]))
-    covered = torch.arange(width, device=logits.device) < widths.unsqueeze(1)
-    value = distillation(torch.where(covered, logits, stored), stored)
-    return value * (covered.numel() / covered.sum().clamp_min(1))
 
 
 class LogitReplay(Term):

@@ -68,6 +68,7 @@ class TrainTermsLog(pl.Callback):
         if names != self._names:
             self.write(module)
             self._names = names
+        assert trainer is not None
         step = int(trainer.global_step)
         self._pending.append((values.detach(), loss.detach(), step))
         if (step + 1) % self._every == 0 and step != self._written_step:
@@ -119,7 +120,7 @@ class TrainTermsLog(pl.Callback):
             epoch = trainer.current_epoch if self._epoch is None else self._epoch
             logger.log_metrics({**metrics, "epoch": epoch}, step=step)
             logger.save()
-        trainer.logged_metrics.update(metrics)
+        trainer.logged_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
         trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
         trainer.progress_bar_metrics[f"train/{LOSS}"] = means[-1]
 

@@ -154,7 +154,6 @@ def _outputs(run_dir: Path) -> tuple[Any, Any, Any] | None:
     """(softmax of the run's final model, its h1's predictions, the labels) on the test points of
     the tasks before the last, or None when the run has fewer than two task checkpoints."""
     import torch
-    from omegaconf import DictConfig, OmegaConf
 
     from clarena.pipelines import checkpoint as ckpt
     from clarena.pipelines.task_loop import CONFIG_FILE, build_components
@@ -162,9 +161,9 @@ def _outputs(run_dir: Path) -> tuple[Any, Any, Any] | None:
     tasks = ckpt.saved_tasks(run_dir)
     if len(tasks) < 2 or not (run_dir / CONFIG_FILE).is_file():
         return None
-    cfg = OmegaConf.load(run_dir / CONFIG_FILE)
-    if not isinstance(cfg, DictConfig):
-        return None
+    from clarena.pipelines.run_folder import load_run_config
+
+    cfg = load_run_config(run_dir)  # a run folder is data: allow-listed components only
     models = []
     for task_id in tasks[-2:]:
         components = build_components(cfg)

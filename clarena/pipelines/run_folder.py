@@ -76,9 +76,7 @@ def lock_run_folder(run_dir: Path) -> None:
             f"{run_dir} is in use by another clarena process (train, resume or eval); wait for "
             "it to end, or choose another output_dir"
         ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    _held[run_dir] = fd
+    _held[run_dir] = fd  # the file stays empty: `clarena eval` must leave a run folder unchanged
 
 
 def unlock_run_folder(run_dir: Path) -> None:
