@@ -314,6 +314,7 @@ class CLResults:
         results_dir: str | Path,
         config: dict[str, Any] | None = None,
         provenance: Mapping[str, Any] | None = None,
+        plots: bool = True,
     ) -> list[Path]:
         """Write `metrics.json`, the CSV tables and the PNG plots into `results_dir` (atomically).
 
@@ -324,6 +325,7 @@ class CLResults:
                 labels (`class_names`) are read from it.
             provenance: Entries that replace or add to the collected provenance
                 (`clarena.metrics.provenance.collect`), stored under `provenance`.
+            plots: Also draw the PNG plots (the slow part); otherwise leave them as they are.
 
         Returns:
             The paths written.
@@ -337,7 +339,7 @@ class CLResults:
             **collect(config, self._task_times, self._times_measured_by(), self.num_tasks),
             **(provenance or {}),
         }
-        return write_results(data, results_dir)
+        return write_results(data, results_dir, plots=plots)
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:

@@ -9,7 +9,8 @@ For each task $t = 1..T$ of the dataset:
 4. `trainer.test` on every task so far; the predictions in `algorithm.test_outputs` feed the
    `clarena.metrics.CLResults` accumulator;
 5. `algorithm.on_task_end(t, datamodule)` (Fisher, replay buffer, ...);
-6. the results files are rewritten and the whole CL state is checkpointed atomically
+6. the results tables are rewritten (the plots after the last task) and the whole CL state is
+   checkpointed atomically
    (`clarena.pipelines.checkpoint`).
 
 `run_experiment(cfg, run_dir, resume=True)` continues a run from its last task checkpoint and, when
@@ -281,7 +282,8 @@ def _run(
         results.set_task_time(task_id, time.monotonic() - task_start)
         if worker:
             continue  # rank zero writes the results and checkpoints
-        results.write(run_dir / RESULTS_DIR, plain)
+        # the tables after every task; the plots (0.4 s a task) once the run is complete
+        results.write(run_dir / RESULTS_DIR, plain, plots=task_id == num_tasks)
         ckpt.save_task_checkpoint(
             run_dir,
             task_id,
