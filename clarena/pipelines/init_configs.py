@@ -94,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     except FileExistsError as exc:
         print(f"clarena init: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # read-only disk, a file in the way, no permission, disk full
+        from clarena.core.files import describe_os_error
+
+        print(f"clarena init: error: {describe_os_error(exc, 'cannot write')}", file=sys.stderr)
+        return 2
     for path in written:
         print(f"wrote {path}")
     print(f"next: clarena train --config-dir {args.folder} experiment=my_er_cil")

@@ -204,11 +204,29 @@ def main(argv: list[str]) -> int:
         help="the study table of every run under PATH (default for folders of runs that are "
         "not a run nor a λc sweep)",
     )
+    parser.add_argument("--verbose", action="store_true", help="print the traceback of a failure")
     args = parser.parse_args(argv)
     try:
         page = report(args.path, args.output, study=args.study)
-    except (ValueError, OSError) as error:
+    except OSError as error:
+        from clarena.core.files import describe_os_error
+
+        print(f"clarena report: {describe_os_error(error)}", file=sys.stderr)
+        return 2
+    except ValueError as error:
         print(f"clarena report: {error}", file=sys.stderr)
+        return 2
+    except (TypeError, AttributeError, KeyError, IndexError) as error:
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(
+            f"clarena report: a metrics.json under {args.path} holds a value of the wrong type "
+            f"or misses a key ({type(error).__name__}: {error}); it was not written by this "
+            "clarena or was edited: re-create it with clarena eval <run folder>",
+            file=sys.stderr,
+        )
         return 2
     print(f"clarena report: wrote {page}")
     return 0

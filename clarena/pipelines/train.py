@@ -85,9 +85,12 @@ def _raise_interrupted(signum: int, frame: object) -> None:
     raise RunInterrupted(signum)
 
 
-def _install_signal_handlers() -> None:
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _raise_interrupted)
+def _install_signal_handlers() -> dict[int, Any]:
+    """Make SIGINT and SIGTERM raise `RunInterrupted`; return the handlers they replace."""
+    return {signum: signal.signal(signum, _raise_interrupted) for signum in _SIGNALS}
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _interrupted_message(exc: RunInterrupted) -> tuple[str, int]:
@@ -364,13 +367,16 @@ def _usage() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `clarena train`; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    _install_signal_handlers()
+    previous = _install_signal_handlers()
     try:
         return _main(args)
     except RunInterrupted as exc:
         message, code = _interrupted_message(exc)
         print(message, file=sys.stderr)
         return code
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _main(args: list[str]) -> int:
