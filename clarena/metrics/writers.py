@@ -25,10 +25,11 @@ import csv
 import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from clarena.core.compatibility import COUNT_NAMES, SCORE_NAMES
+from clarena.core.files import atomic_write_bytes, atomic_write_text
 from clarena.metrics import plots
 
 #: Version of the `metrics.json` and `CLResults.state_dict` layouts.
@@ -40,42 +41,11 @@ COMPATIBILITY_COLUMNS: tuple[str, ...] = (
     "old_after_task",
     "new_after_task",
     "test_task",
-    "total",
-    "old_correct",
-    "new_correct",
-    "both_correct",
-    "both_wrong",
-    "negative_flips",
-    "positive_flips",
+    *COUNT_NAMES,
     "old_accuracy",
     "new_accuracy",
-    "nfr",
-    "pfr",
-    "btc",
-    "bec",
+    *SCORE_NAMES,
 )
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write `data` to a temporary file beside `path`, then rename it to `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """`atomic_write_bytes` for UTF-8 text."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def json_safe(value: Any) -> Any:

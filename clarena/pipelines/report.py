@@ -52,9 +52,10 @@ def _sweep_runs(path: Path) -> list[Path]:
 
 def report_run(results_dir: Path, output: Path | None = None) -> Path:
     """Write the page of one run; return its path."""
+    from clarena.core.files import atomic_write_bytes, atomic_write_text
     from clarena.metrics.html import run_page
     from clarena.metrics.sweep import load_metrics
-    from clarena.metrics.writers import atomic_write_bytes, atomic_write_text, json_safe, plot_pngs
+    from clarena.metrics.writers import json_safe, plot_pngs
 
     data = json_safe(load_metrics(results_dir))
     out_dir = output or results_dir
@@ -78,13 +79,14 @@ def report_run(results_dir: Path, output: Path | None = None) -> Path:
 
 def report_sweep(sweep_dir: Path, runs: list[Path], output: Path | None = None) -> Path:
     """Write the page and plots of a sweep; return the page's path."""
+    from clarena.core.files import atomic_write_bytes, atomic_write_text
     from clarena.metrics.sweep import load_metrics, sweep_page, sweep_point
     from clarena.metrics.sweep_plots import (
         error_overlap_png,
         incompatible_per_class_png,
         tradeoff_png,
     )
-    from clarena.metrics.writers import atomic_write_bytes, atomic_write_text, json_safe
+    from clarena.metrics.writers import json_safe
 
     points, skipped = [], []
     for run in runs:

@@ -172,7 +172,7 @@ def report_study(folder: Path, output: Path | None = None) -> Path:
     Raises:
         ValueError: when no finished run is found under `folder`.
     """
-    from clarena.metrics.writers import atomic_write_text
+    from clarena.core.files import atomic_write_text
     from clarena.pipelines.report import PAGE_NAME, report_run
 
     runs, skipped = collect_runs(folder)
