@@ -74,17 +74,41 @@ def assert_identical(run: Path, reference: Path) -> None:
     assert not differing, f"{len(differing)} differing entries, e.g. {differing[:5]}"
 
 
-def run_with_random_kills(args: list[str], run: Path, kills: int, rng: random.Random) -> int:
-    """Start the run, SIGKILL it `kills` times at random moments, resume until it ends."""
+def timed_run(command: list[str], run: Path) -> tuple[float, float]:
+    """Run `command` to the end; return (seconds until `config.yaml` exists, seconds after)."""
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        command, cwd=run.parent, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    while proc.poll() is None and not (run / "config.yaml").is_file():
+        time.sleep(0.05)
+    started = time.monotonic()
+    _, stderr = proc.communicate()
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    return started - start, time.monotonic() - started
+
+
+def run_with_random_kills(
+    args: list[str], run: Path, kills: int, rng: random.Random, timing: tuple[float, float]
+) -> int:
+    """Start the run, SIGKILL it `kills` times at random moments, resume until it ends.
+
+    `timing` is the reference run's (start-up, training) seconds: the first kill lands at a random
+    moment of the training, each later one at a random moment after a resumed run's start-up.
+    """
+    startup, training = timing
     command = [sys.executable, "-m", "clarena", "train", *args, f"output_dir={run}"]
     landed = 0
-    for _ in range(kills):
+    for i in range(kills):
         proc = subprocess.Popen(
             command, cwd=run.parent, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        while proc.poll() is None and not (run / "config.yaml").is_file():
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 6.0))
+        if i == 0:
+            while proc.poll() is None and not (run / "config.yaml").is_file():
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 0.8 * training))
+        else:
+            time.sleep(startup + rng.uniform(0.0, 0.5 * training))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             landed += 1
@@ -103,6 +127,7 @@ CASES = [
     ("ewc", "TIL", "split_digits"),
     ("er", "CIL", "split_digits"),
     ("derpp", "CIL", "split_digits"),
+    ("er", "CIL", "split_fmnist"),  # real Fashion-MNIST (Debian's dataset-fashion-mnist)
 ]
 
 
@@ -110,13 +135,15 @@ CASES = [
 def test_sigkill_at_random_moments_resumes_bit_identically(
     algorithm: str, scenario: str, dataset: str, tmp_path: Path
 ) -> None:
+    if dataset == "split_fmnist" and not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("needs Debian's dataset-fashion-mnist")
     args = [f"cl_algorithm={algorithm}", f"scenario={scenario}", f"cl_dataset={dataset}"]
     args += [*STEP_BUDGET, "cl_dataset.num_tasks=3"]
     reference = tmp_path / "reference"
-    proc = clarena("train", *args, f"output_dir={reference}", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    command = [sys.executable, "-m", "clarena", "train", *args, f"output_dir={reference}"]
+    timing = timed_run(command, reference)
     rng = random.Random(f"{algorithm}-{scenario}")
-    landed = run_with_random_kills(args, tmp_path / "killed", kills=2, rng=rng)
+    landed = run_with_random_kills(args, tmp_path / "killed", kills=2, rng=rng, timing=timing)
     assert landed >= 1  # at least one kill hit a running process
     assert_identical(tmp_path / "killed", reference)
 
