@@ -10,7 +10,7 @@ $$ \bar x = \frac1n \sum_{i=1}^n x_i, \qquad
 
 the standard error of the mean over seeds (undefined, `None`, for a single run). A run whose
 metric is missing (e.g. no forgetting after one task) is left out of that metric's estimate
-only. The rendering (CSV, Markdown, HTML) is `clarena.pipelines.study`.
+only. The rendering (CSV, Markdown, HTML) is `clarena.reports.study`.
 """
 
 from __future__ import annotations

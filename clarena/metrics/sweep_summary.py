@@ -26,10 +26,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from clarena.metrics.sweep import SweepPoint
+from clarena.metrics.sweep import SweepPoint
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ import math
 
 import pytest
 
-from clarena.metrics.sweep import SweepPoint, name_settings, seed_summary
+from clarena.metrics.sweep import SweepPoint, name_settings
 from clarena.metrics.sweep_summary import aggregate, mean_se, pareto_front
+from clarena.reports.sweep import seed_summary
 
 
 def point(algorithm, lam, seed, acc, nfr, **hyper):
