@@ -57,7 +57,9 @@ class StudyRun:
 
 @dataclass(frozen=True)
 class Estimate:
-    """Mean and standard error of one metric over a cell's runs that have it."""
+    """A mean and its standard error over $n$ values (`standard_error` is None for $n < 2$): one
+    metric over a study cell's runs, or over the seeds of a sweep's setting
+    (`clarena.metrics.sweep_summary`)."""
 
     mean: float | None
     standard_error: float | None

@@ -13,8 +13,9 @@ import csv
 import html
 import io
 
+from clarena.metrics.study import Estimate
 from clarena.metrics.sweep import SweepPoint, name_settings
-from clarena.metrics.sweep_summary import Estimate, aggregate, ensemble_reference
+from clarena.metrics.sweep_summary import aggregate, ensemble_reference
 from clarena.reports.html import figure, page, pct, table
 from clarena.reports.sweep_plots import KIND_STYLE
 
@@ -23,7 +24,9 @@ def _estimate(value: Estimate, scale: float = 100.0, signed: bool = False) -> st
     if value.mean is None:
         return "–"
     text = f"{value.mean * scale:+.2f}" if signed else f"{value.mean * scale:.2f}"
-    return text if value.se is None else f"{text} ± {value.se * scale:.2f}"
+    if value.standard_error is None:
+        return text
+    return f"{text} ± {value.standard_error * scale:.2f}"
 
 
 def seed_summary(points: list[SweepPoint]) -> list[str]:
