@@ -7,8 +7,9 @@ The package is organised by role:
   `clarena.cl_algorithms.regularizers`, the math they are built from.
 - `clarena.cl_datasets`: task-sequenced datasets (split, permuted, rotated, data-incremental).
 - `clarena.backbones`, `clarena.heads`: feature extractors and scenario-specific output heads.
-- `clarena.metrics`: the accuracy matrix, CL metrics and compatibility metrics.
-- `clarena.pipelines`: the task loop behind `clarena train`, evaluation and reports.
+- `clarena.metrics`: the accuracy matrix, CL metrics and compatibility metrics (the numbers).
+- `clarena.reports`: the results files, plots and HTML pages made from them.
+- `clarena.pipelines`: the task loop behind `clarena train`, evaluation and `clarena report`.
 - `clarena.tensorflow`: the Keras interface (extra `clarena[tensorflow]`; never imports torch).
 
 Importing `clarena` itself is cheap: it imports no deep-learning framework.

@@ -1,23 +1,29 @@
-"""Metrics of continual learning and of backward-compatible model updates, and the results files.
+r"""Metrics of continual learning and of backward-compatible model updates; the results accumulator.
 
 - `clarena.metrics.CLResults`: the accumulator the task loop feeds with test predictions after
   each task; it computes the accuracy matrix (task-aware and task-agnostic in CIL), the summary
   metrics, the compatibility of consecutive models (and against a user-supplied old model), keeps a
-  weights-only-safe `state_dict` for resuming, and `write`s the results files.
+  weights-only-safe `state_dict` for resuming, and `write`s the results files (with
+  `clarena.reports.writers`, imported only then: importing `clarena.metrics` does not import
+  matplotlib).
 - `clarena.metrics.functional`: the math, once: `average_accuracy`, `backward_transfer`,
   `forgetting`, `forward_transfer` over an accuracy matrix; `compatibility_counts`,
   `compatibility_scores` (NFR, PFR, BTC, BEC) and `negative_flips_per_class` over predictions.
 - `clarena.metrics.compatibility`: the same counts as `torchmetrics.Metric`s with summed states
   (pooled over batches and DDP processes): `CompatibilityCounts`, `NegativeFlipRate`,
   `PositiveFlipRate`, `BackwardTrustCompatibility`, `BackwardErrorCompatibility`,
-  `IncompatiblePointsPerClass`.
-- `clarena.metrics.writers`: `metrics.json`, `accuracy_matrix.csv`, `compatibility.csv` and the PNG
-  plots of `clarena.metrics.plots`, all written atomically.
-- `clarena.metrics.html`, `clarena.metrics.sweep` and `clarena.metrics.sweep_plots`: the pages
-  and plots of `clarena report`.
+  `IncompatiblePointsPerClass`. They are imported on first use (`import torchmetrics` imports
+  matplotlib), like the submodules.
+- `clarena.metrics.sweep` and `clarena.metrics.sweep_summary`: a $\lambda_c$ sweep's runs read
+  from their `metrics.json` (`SweepPoint`s), and their mean ± standard error over seeds, Pareto
+  front and ensemble reference.
+- `clarena.metrics.study`: a study's runs grouped by method and scenario, mean ± standard error
+  over seeds.
 - `clarena.metrics.provenance` and `clarena.metrics.class_names`: which run a results file belongs
   to (experiment, algorithm, dataset, scenario, seed), what produced it (versions, git commit,
   device, wall times, command line), and the names of its classes.
+
+The files, plots and pages made from these numbers are `clarena.reports`.
 
 A task loop uses it like this:
 
@@ -32,14 +38,11 @@ A task loop uses it like this:
         results.write(output_dir / "results", config=resolved_config)
 """
 
-from clarena.metrics.compatibility import (
-    BackwardErrorCompatibility,
-    BackwardTrustCompatibility,
-    CompatibilityCounts,
-    IncompatiblePointsPerClass,
-    NegativeFlipRate,
-    PositiveFlipRate,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from clarena.metrics.functional import (
     average_accuracy,
     average_accuracy_per_task,
@@ -55,6 +58,28 @@ from clarena.metrics.functional import (
     positive_flip_rate,
 )
 from clarena.metrics.results import CLResults
+
+if TYPE_CHECKING:  # what `__getattr__` imports on first use, for type checkers
+    from clarena.metrics.compatibility import (
+        BackwardErrorCompatibility,
+        BackwardTrustCompatibility,
+        CompatibilityCounts,
+        IncompatiblePointsPerClass,
+        NegativeFlipRate,
+        PositiveFlipRate,
+    )
+
+#: The torchmetrics classes, imported on first use: `import torchmetrics` imports matplotlib.
+_METRIC_CLASSES = frozenset(
+    {
+        "BackwardErrorCompatibility",
+        "BackwardTrustCompatibility",
+        "CompatibilityCounts",
+        "IncompatiblePointsPerClass",
+        "NegativeFlipRate",
+        "PositiveFlipRate",
+    }
+)
 
 __all__ = [  # the submodules are listed so that pdoc documents them
     "BackwardErrorCompatibility",
@@ -76,14 +101,30 @@ __all__ = [  # the submodules are listed so that pdoc documents them
     "forgetting",
     "forward_transfer",
     "functional",
-    "html",
     "negative_flip_rate",
     "negative_flips_per_class",
-    "plots",
     "positive_flip_rate",
     "provenance",
     "results",
+    "study",
     "sweep",
-    "sweep_plots",
-    "writers",
+    "sweep_summary",
 ]
+
+_SUBMODULES = frozenset(n for n in __all__ if n[0].islower() and n not in globals())
+
+
+def __getattr__(name: str) -> Any:
+    """Import a torchmetrics class or a submodule on first use."""
+    if name in _METRIC_CLASSES:
+        value = getattr(importlib.import_module(f"{__name__}.compatibility"), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

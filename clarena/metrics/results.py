@@ -22,7 +22,7 @@ From these predictions `CLResults` derives
 
 `state_dict()` / `load_state_dict()` hold only tensors, numbers, strings, lists, dicts and `None`
 (safe for `torch.load(..., weights_only=True)`), so a resumed run ends with identical results.
-`write(results_dir, config)` writes the files described in `clarena.metrics.writers`, with the
+`write(results_dir, config)` writes the files described in `clarena.reports.writers`, with the
 run's identity and provenance (`clarena.metrics.provenance`).
 
 Wall time per task: the task loop gives it with `set_task_time(task_id, seconds)` (training and
@@ -44,7 +44,9 @@ from torch import Tensor
 
 from clarena.metrics.functional import cl
 from clarena.metrics.functional.compatibility import pooled_compatibility
-from clarena.metrics.writers import FORMAT_VERSION
+
+#: Version of the `metrics.json` and `CLResults.state_dict` layouts.
+FORMAT_VERSION = 1
 
 
 def _labels(name: str, value: Any) -> Tensor:
@@ -331,7 +333,7 @@ class CLResults:
             The paths written.
         """
         from clarena.metrics.provenance import collect, label_names_from_config
-        from clarena.metrics.writers import write_results
+        from clarena.reports.writers import write_results  # lazily: it imports matplotlib
 
         data = self.to_dict(config)
         data["class_names"] = label_names_from_config(config)

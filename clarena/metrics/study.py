@@ -10,7 +10,7 @@ $$ \bar x = \frac1n \sum_{i=1}^n x_i, \qquad
 
 the standard error of the mean over seeds (undefined, `None`, for a single run). A run whose
 metric is missing (e.g. no forgetting after one task) is left out of that metric's estimate
-only. The rendering (CSV, Markdown, HTML) is `clarena.pipelines.study`.
+only. The rendering (CSV, Markdown, HTML) is `clarena.reports.study`.
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ class StudyRun:
 
 @dataclass(frozen=True)
 class Estimate:
-    """Mean and standard error of one metric over a cell's runs that have it."""
+    """A mean and its standard error over $n$ values (`standard_error` is None for $n < 2$): one
+    metric over a study cell's runs, or over the seeds of a sweep's setting
+    (`clarena.metrics.sweep_summary`)."""
 
     mean: float | None
     standard_error: float | None

@@ -2,7 +2,7 @@ r"""A sweep over seeds: mean ± standard error per setting, the Pareto front, th
 
 A *setting* is one algorithm with one set of hyper-parameters (its `cl_algorithm` config without
 the seed); its runs differ only in the seed. `aggregate` reduces the `SweepPoint`s of each setting
-to a `SweepGroup`: the mean and the standard error $s / \sqrt{n}$ (sample standard deviation $s$)
+to a `SweepGroup`: the mean and the standard error $s / \sqrt{n}$ (`clarena.metrics.study`)
 of the new model's accuracy and its negative flip rate NFR, and, against the runs with
 $\lambda_c = 0$ (the baseline: every BC algorithm is then plain fine-tuning), the paired changes
 of the same seeds,
@@ -21,36 +21,14 @@ points; an ensemble lowers flips without any loss term.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from clarena.metrics.sweep import SweepPoint
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A mean and its standard error over $n$ values (`se` is None for $n < 2$)."""
-
-    mean: float | None
-    se: float | None
-    n: int
-
-
-def mean_se(values: Iterable[float | None]) -> Estimate:
-    """The mean and $s / \\sqrt n$ of the values that are not None."""
-    xs = [float(v) for v in values if v is not None]
-    if not xs:
-        return Estimate(None, None, 0)
-    mean = math.fsum(xs) / len(xs)
-    if len(xs) == 1:
-        return Estimate(mean, None, 1)
-    variance = math.fsum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
-    return Estimate(mean, math.sqrt(variance / len(xs)), len(xs))
+from clarena.metrics.study import Estimate, mean_and_standard_error
+from clarena.metrics.sweep import SweepPoint
 
 
 @dataclass
@@ -97,22 +75,22 @@ def aggregate(points: Sequence[SweepPoint]) -> list[SweepGroup]:
             lambda_c=0.0 if key == ("baseline",) else first.lambda_c,
             setting="" if key == ("baseline",) else first.setting,
             seeds=[p.seed for p in members],
-            accuracy=mean_se(p.accuracy for p in members),
-            nfr=mean_se(p.nfr for p in members),
+            accuracy=mean_and_standard_error(p.accuracy for p in members),
+            nfr=mean_and_standard_error(p.nfr for p in members),
         )
         paired = [(p, baseline[p.seed]) for p in members if p.seed in baseline]
-        group.accuracy_change = mean_se(
+        group.accuracy_change = mean_and_standard_error(
             p.accuracy - b.accuracy
             for p, b in paired
             if p.accuracy is not None and b.accuracy is not None
         )
         nfr_pairs = [(p.nfr, b.nfr) for p, b in paired if p.nfr is not None and b.nfr is not None]
-        base_nfr = mean_se(b for _, b in nfr_pairs).mean
+        base_nfr = mean_and_standard_error(b for _, b in nfr_pairs).mean
         if base_nfr:
-            change = mean_se(a - b for a, b in nfr_pairs)
+            change = mean_and_standard_error(a - b for a, b in nfr_pairs)
             group.nfr_relative_change = Estimate(
                 None if change.mean is None else change.mean / base_nfr,
-                None if change.se is None else change.se / base_nfr,
+                None if change.standard_error is None else change.standard_error / base_nfr,
                 change.n,
             )
         out.append(group)
@@ -207,9 +185,9 @@ def _ensemble(run_dirs: tuple[str, ...]) -> EnsembleReference | None:
     return EnsembleReference(
         len(outputs),
         float(ensemble_right.float().mean()),
-        mean_se(nfr),
-        mean_se(btc),
-        mean_se(member),
+        mean_and_standard_error(nfr),
+        mean_and_standard_error(btc),
+        mean_and_standard_error(member),
     )
 
 

@@ -2,14 +2,14 @@
 
 - **One run**: `PATH` is a run folder (holding `results/metrics.json`) or its `results/` folder.
   The page `report.html` is written into the results folder (or `--output DIR`), with the plots of
-  `clarena.metrics.writers` embedded (drawn again from `metrics.json` when a PNG is missing), the
+  `clarena.reports.writers` embedded (drawn again from `metrics.json` when a PNG is missing), the
   summary, the accuracy matrix, the compatibility tables and the resolved configuration.
 - **A sweep**: `PATH` is a Hydra multirun folder whose numbered subfolders `0/`, `1/`, … are runs.
   The page and its PNGs (`tradeoff_btc.png`, `tradeoff_bec.png`, `error_overlap.png`,
   `incompatible_per_class.png`) and `sweep.csv` go to `PATH/sweep_report/` (or `--output DIR`):
   accuracy against BTC and against BEC with the old model's accuracy as a reference line, new-error
   and strict-imitation runs drawn with different markers and labelled with their λc, and per run the
-  error overlap and the incompatible points per class (see `clarena.metrics.sweep`). Unfinished runs
+  error overlap and the incompatible points per class (see `clarena.reports.sweep`). Unfinished runs
   (no `metrics.json` yet) are listed and skipped. This is the page of a sweep of the
   backward-compatibility algorithms (a λc sweep); other sweeps get the study below.
 - **A study**: `PATH` is any folder of runs (sweeps or separate runs, at any depth), or `--study`
@@ -25,8 +25,6 @@ stops with a one-line error and exit status 2.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import sys
 from pathlib import Path
 
@@ -53,9 +51,9 @@ def _sweep_runs(path: Path) -> list[Path]:
 def report_run(results_dir: Path, output: Path | None = None) -> Path:
     """Write the page of one run; return its path."""
     from clarena.core.files import atomic_write_bytes, atomic_write_text
-    from clarena.metrics.html import run_page
     from clarena.metrics.sweep import load_metrics
-    from clarena.metrics.writers import json_safe, plot_pngs
+    from clarena.reports.html import run_page
+    from clarena.reports.writers import json_safe, plot_pngs
 
     data = json_safe(load_metrics(results_dir))
     out_dir = output or results_dir
@@ -80,13 +78,14 @@ def report_run(results_dir: Path, output: Path | None = None) -> Path:
 def report_sweep(sweep_dir: Path, runs: list[Path], output: Path | None = None) -> Path:
     """Write the page and plots of a sweep; return the page's path."""
     from clarena.core.files import atomic_write_bytes, atomic_write_text
-    from clarena.metrics.sweep import load_metrics, sweep_page, sweep_point
-    from clarena.metrics.sweep_plots import (
+    from clarena.metrics.sweep import load_metrics, sweep_point
+    from clarena.reports.sweep import sweep_csv, sweep_page
+    from clarena.reports.sweep_plots import (
         error_overlap_png,
         incompatible_per_class_png,
         tradeoff_png,
     )
-    from clarena.metrics.writers import json_safe
+    from clarena.reports.writers import json_safe
 
     points, skipped = [], []
     for run in runs:
@@ -113,23 +112,9 @@ def report_sweep(sweep_dir: Path, runs: list[Path], output: Path | None = None) 
     }
     for name, png in pngs.items():
         atomic_write_bytes(out_dir / name, png)
-    atomic_write_text(out_dir / "sweep.csv", _sweep_csv(points))
+    atomic_write_text(out_dir / "sweep.csv", sweep_csv(points))
     page = sweep_page(points, pngs, skipped, f"clarena sweep report: {sweep_dir.resolve().name}")
     return atomic_write_text(out_dir / PAGE_NAME, page)
-
-
-def _sweep_csv(points: list) -> str:
-    columns = ["run", "algorithm", "kind", "lambda_c", "comparison", "accuracy", "old_accuracy"]
-    columns += ["btc", "bec", "nfr", "pfr", "average_accuracy"]
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*columns, "progress", "common", "regress", "negative_flips_per_class"])
-    for p in points:
-        values = [p.name, *(getattr(p, c) for c in columns[1:])]
-        overlap = [p.error_overlap.get(k, "") for k in ("progress", "common", "regress")]
-        per_class = " ".join(str(v) for v in p.negative_flips_per_class)
-        writer.writerow(["" if v is None else v for v in values] + overlap + [per_class])
-    return out.getvalue()
 
 
 def report(path: str | Path, output: str | Path | None = None, study: bool = False) -> Path:

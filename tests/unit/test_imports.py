@@ -25,6 +25,56 @@ def test_import_losses_pulls_in_neither_lightning_nor_matplotlib_nor_the_algorit
     assert _loaded("import clarena.cl_algorithms.regularizers", heavy) == []
 
 
+def test_import_metrics_pulls_in_neither_lightning_nor_matplotlib_nor_the_reports() -> None:
+    heavy = ("lightning", "pytorch_lightning", "matplotlib", "torchmetrics", "clarena.reports")
+    assert _loaded("import clarena.metrics", heavy) == []
+    code = "from clarena.metrics import CLResults; import clarena.metrics.sweep_summary, "
+    code += "clarena.metrics.study, clarena.metrics.provenance"
+    assert _loaded(code, heavy) == []
+    # the torchmetrics classes are imported on first use (torchmetrics imports matplotlib)
+    code = "from clarena.metrics import CompatibilityCounts"
+    assert "torchmetrics" in _loaded(code, heavy)
+
+
+def test_reports_import_metrics_and_metrics_never_import_reports() -> None:
+    graph = import_graph(PACKAGE, "clarena")
+    assert "clarena.metrics.sweep" in graph["clarena.reports.sweep"]
+    for name, edges in graph.items():
+        if name.startswith("clarena.metrics"):
+            assert not {e for e in edges if e.startswith("clarena.reports")}, name
+    # not even under TYPE_CHECKING or inside a function, but CLResults.write's one import
+    lazy = [
+        (path.relative_to(PACKAGE).as_posix(), node.module)
+        for path in (PACKAGE / "metrics").rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("clarena.reports")
+    ]
+    assert lazy == [("metrics/results.py", "clarena.reports.writers")]
+
+
+def test_the_sweep_modules_do_not_import_each_other_in_a_circle() -> None:
+    """`sweep` / `sweep_plots` / `sweep_summary` once referred to each other (under
+    `TYPE_CHECKING` and inside functions); now every import between them, wherever written,
+    goes one way."""
+    names = [
+        "metrics/sweep.py",
+        "metrics/sweep_summary.py",
+        "reports/sweep.py",
+        "reports/sweep_plots.py",
+    ]
+    graph = {
+        name: {
+            f"{node.module.removeprefix('clarena.').replace('.', '/')}.py"
+            for node in ast.walk(ast.parse((PACKAGE / name).read_text(encoding="utf-8")))
+            if isinstance(node, ast.ImportFrom) and node.module
+        }
+        & set(names)
+        for name in names
+    }
+    assert graph["metrics/sweep.py"] == set()
+    assert find_cycle(graph) is None
+
+
 def test_the_ground_floor_imports_no_framework() -> None:
     code = "import clarena.core.files, clarena.core.idx, clarena.core.scenarios, "
     code += "clarena.core.compatibility"

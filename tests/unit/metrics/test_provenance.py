@@ -16,7 +16,6 @@ from clarena import __version__
 from clarena.cl_datasets import SplitCLDataset
 from clarena.metrics import CLResults
 from clarena.metrics.class_names import FASHION_MNIST
-from clarena.metrics.html import run_page
 from clarena.metrics.provenance import (
     PROVENANCE_KEYS,
     command_line,
@@ -26,7 +25,8 @@ from clarena.metrics.provenance import (
     label_names_from_config,
     run_identity,
 )
-from clarena.metrics.writers import json_safe
+from clarena.reports.html import run_page
+from clarena.reports.writers import json_safe
 
 T = torch.tensor
 CONFIG = {

@@ -72,6 +72,10 @@ def test_mean_and_standard_error_by_hand() -> None:
     single = mean_and_standard_error([0.5])
     assert (single.mean, single.standard_error, single.n) == (0.5, None, 1)
     assert mean_and_standard_error([None]).mean is None
+    e = mean_and_standard_error([1.0, 2.0, 4.0])
+    # mean 7/3; sample variance ((4/3)^2 + (1/3)^2 + (5/3)^2) / 2 = 7/3; SE = sqrt(7/9)
+    assert (e.mean, e.n) == (pytest.approx(7 / 3), 3)
+    assert e.standard_error == pytest.approx(math.sqrt(7 / 9))
 
 
 def test_study_of_two_methods_and_two_seeds(study_dir: Path) -> None:

@@ -10,7 +10,7 @@ import torch
 
 from clarena.metrics import CLResults
 from clarena.metrics.sweep import algorithm_kind, load_metrics, sweep_point
-from clarena.metrics.sweep_plots import tradeoff_png
+from clarena.reports.sweep_plots import tradeoff_png
 
 T = torch.tensor
 

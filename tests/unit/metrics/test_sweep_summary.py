@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
-from clarena.metrics.sweep import SweepPoint, name_settings, seed_summary
-from clarena.metrics.sweep_summary import aggregate, mean_se, pareto_front
+from clarena.metrics.sweep import SweepPoint, name_settings
+from clarena.metrics.sweep_summary import aggregate, pareto_front
+from clarena.reports.sweep import seed_summary
 
 
 def point(algorithm, lam, seed, acc, nfr, **hyper):
@@ -30,14 +29,6 @@ def point(algorithm, lam, seed, acc, nfr, **hyper):
     )
 
 
-def test_mean_and_standard_error():
-    estimate = mean_se([1.0, 2.0, 4.0, None])
-    # mean 7/3; sample variance ((4/3)^2 + (1/3)^2 + (5/3)^2) / 2 = 7/3; se = sqrt(7/9)
-    assert estimate.mean == pytest.approx(7 / 3) and estimate.n == 3
-    assert estimate.se == pytest.approx(math.sqrt(7 / 9))
-    assert mean_se([0.5]).se is None and mean_se([]).mean is None
-
-
 def test_groups_pair_their_seeds_with_the_baseline():
     points = [
         point("BCNewError", 0.0, 1, 0.90, 0.040),
@@ -49,14 +40,14 @@ def test_groups_pair_their_seeds_with_the_baseline():
     ]
     base, bc = aggregate(points)
     assert (base.kind, base.seeds, base.accuracy.n) == ("baseline", [1, 2], 2)
-    assert base.nfr.mean == pytest.approx(0.03) and base.nfr.se == pytest.approx(0.01)
+    assert base.nfr.mean == pytest.approx(0.03) and base.nfr.standard_error == pytest.approx(0.01)
     assert bc.label == "BCNewError λc=1" and bc.seeds == [1, 2]
     # accuracy changes -0.01 and 0: mean -0.005, se 0.005
     assert bc.accuracy_change.mean == pytest.approx(-0.005)
-    assert bc.accuracy_change.se == pytest.approx(0.005)
+    assert bc.accuracy_change.standard_error == pytest.approx(0.005)
     # NFR changes -0.020 and -0.004: mean -0.012 over baseline 0.03 -> -40 %, se 0.008 / 0.03
     assert bc.nfr_relative_change.mean == pytest.approx(-0.4)
-    assert bc.nfr_relative_change.se == pytest.approx(0.008 / 0.03)
+    assert bc.nfr_relative_change.standard_error == pytest.approx(0.008 / 0.03)
 
 
 def test_pareto_front():

@@ -7,15 +7,13 @@ drawn on matplotlib's Agg canvas (no display needed). Rates and accuracies are p
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from clarena.metrics.plots import percent, png_bytes
-
-if TYPE_CHECKING:
-    from clarena.metrics.sweep import SweepPoint
+from clarena.metrics.sweep import SweepPoint
+from clarena.metrics.sweep_summary import ensemble_reference
+from clarena.reports.plots import percent, png_bytes
 
 #: How the points of each kind of algorithm are drawn: (legend label, marker, colour, in words).
 KIND_STYLE: dict[str, tuple[str, str, str, str]] = {
@@ -58,8 +56,6 @@ def tradeoff_png(points: list[SweepPoint], metric: str) -> bytes:
             label=f"old model ({mean_old:.1f}%{spread})",
         )
     if metric == "btc":
-        from clarena.metrics.sweep_summary import ensemble_reference
-
         ensemble = ensemble_reference(points)
         if ensemble is not None and ensemble.btc.mean is not None:
             ax.axvline(

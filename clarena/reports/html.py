@@ -6,7 +6,7 @@ or attached to a ticket, and renders the same everywhere. Every value taken from
 escaped (`text`), whatever its type, so a `metrics.json` received from someone else renders as
 text and never as markup. The page of a run is titled with the run's identity (experiment,
 algorithm, dataset, scenario, seed) and shows its provenance. The page of a sweep is
-`clarena.metrics.sweep.sweep_page`.
+`clarena.reports.sweep.sweep_page`, the page of a study `clarena.reports.study.study_page`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from clarena.metrics.provenance import identity_line, run_identity
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto;
@@ -150,8 +152,6 @@ def provenance_rows(data: dict[str, Any]) -> list[list[str]]:
 
 def identity_of(data: dict[str, Any]) -> str:
     """The one-line identity of the run of `metrics.json` (`experiment · algorithm · ...`)."""
-    from clarena.metrics.provenance import identity_line, run_identity
-
     identity = data.get("run")
     if not isinstance(identity, dict):
         identity = run_identity(

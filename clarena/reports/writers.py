@@ -30,10 +30,8 @@ from typing import Any
 
 from clarena.core.compatibility import COUNT_NAMES, SCORE_NAMES
 from clarena.core.files import atomic_write_bytes, atomic_write_text
-from clarena.metrics import plots
-
-#: Version of the `metrics.json` and `CLResults.state_dict` layouts.
-FORMAT_VERSION = 1
+from clarena.metrics.provenance import identity_line, run_identity
+from clarena.reports import plots
 
 #: Columns of `compatibility.csv`, in order.
 COMPATIBILITY_COLUMNS: tuple[str, ...] = (
@@ -94,8 +92,6 @@ def pooled_consecutive(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def plot_pngs(data: dict[str, Any]) -> dict[str, bytes]:
     """The PNG plots of one run (file name -> bytes) from the content of `metrics.json`."""
-    from clarena.metrics.provenance import identity_line, run_identity
-
     aware = data.get("accuracy_matrix_task_aware")
     suffix = " (task-agnostic)" if aware is not None else ""
     identity = data.get("run")

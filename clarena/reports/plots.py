@@ -1,7 +1,7 @@
 """PNG plots of one run's results, drawn with matplotlib's Agg canvas.
 
 Each function takes plain numbers (as stored in `metrics.json`) and returns the PNG bytes, which
-`clarena.metrics.writers` writes atomically and `clarena report` embeds. The figures are built with
+`clarena.reports.writers` writes atomically and `clarena report` embeds. The figures are built with
 `matplotlib.figure.Figure` and the non-interactive Agg canvas directly, so drawing never needs a
 display and never changes the global pyplot backend of the caller. Accuracies are plotted in
 percent. Each plot takes a `subtitle`, the run's identity (`clarena.metrics.provenance`), shown
