@@ -9,8 +9,10 @@
   Lightning's within-task checkpoints and restores them when a task resumes from one, so that a run
   killed in the middle of a task ends with the same results as an uninterrupted run. The pipeline
   adds it.
-- `TaskProgressBar` is Lightning's rich progress bar, labelled "Epoch n" when a task's budget is
-  counted in steps (Lightning's own label would read "Epoch n/-2" there). The pipeline adds it
+- `TaskProgressBar` is Lightning's rich progress bar, labelled with the task and the budget,
+  counted from 1: "task 3/5 · epoch 2/3", or "task 3/5 · epoch 2 · 2000 steps" under a step
+  budget (Lightning's own label reads "Epoch 1/2" for the second of three epochs, and
+  "Epoch n/-2" under a step budget). The pipeline adds it
   when the trainer shows a progress bar and no other bar is configured.
 - `KillSwitch` is a testing aid: with the environment variable `CLARENA_KILL_AT` set, the process
   sends itself SIGKILL at a chosen point (`task:<t>:step:<s>`: after optimizer step `s` of task `t`;
@@ -54,11 +56,20 @@ class TaskProgressBar(RichProgressBar):
 
     Args:
         refresh_every: Training batches between two updates of the bar.
+        task_id: The task being trained (shown as "task t/T").
+        num_tasks: The number of tasks of the run.
         **kwargs: As Lightning's `RichProgressBar`.
     """
 
-    def __init__(self, refresh_every: int = 10, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        refresh_every: int = 10,
+        task_id: int | None = None,
+        num_tasks: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self.task_id, self.num_tasks = task_id, num_tasks
         if refresh_every < 1:
             raise ValueError(f"refresh_every must be >= 1, got {refresh_every}")
         self.refresh_every = refresh_every
@@ -78,10 +89,18 @@ class TaskProgressBar(RichProgressBar):
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def _get_train_description(self, current_epoch: int) -> str:
+        parts = []
+        if self.task_id is not None:
+            parts.append(f"task {self.task_id}" + (f"/{self.num_tasks}" if self.num_tasks else ""))
         max_epochs = self.trainer.max_epochs
-        label = f"Epoch {current_epoch}"
-        if max_epochs is not None and max_epochs > 0:
-            label += f"/{max_epochs - 1}"
+        epoch = f"epoch {current_epoch + 1}"
+        parts.append(
+            epoch + (f"/{max_epochs}" if max_epochs is not None and max_epochs > 0 else "")
+        )
+        max_steps = getattr(self.trainer, "max_steps", -1)
+        if max_steps is not None and max_steps > 0:
+            parts.append(f"{max_steps} steps")
+        label = " · ".join(parts)
         return f"{label:{len(self.validation_description)}}"
 
 

@@ -116,6 +116,7 @@ def build_trainer(
     loggers: list[Any],
     extra: list[Any],
     digest: str = "",
+    num_tasks: int | None = None,
 ) -> pl.Trainer:
     """A fresh Trainer for task `task_id` with the configured callbacks plus the pipeline's own."""
     callbacks = [instantiate(node) for node in callback_nodes(cfg).values()]
@@ -127,7 +128,7 @@ def build_trainer(
     callbacks += [ResumeStateCallback(task_id, digest), *extra]
     has_bar = any(isinstance(c, ProgressBar) for c in callbacks)
     if cfg.trainer.get("enable_progress_bar", True) and not has_bar:
-        callbacks.append(TaskProgressBar())
+        callbacks.append(TaskProgressBar(task_id=task_id, num_tasks=num_tasks))
     return instantiate(
         cfg.trainer,
         logger=loggers if loggers else False,
@@ -271,7 +272,7 @@ def _run(
         if resume_from is not None:
             log.info("continuing task %d from %s", task_id, resume_from[0])
         extra = [KillSwitch(task_id, kill[2])] if kill and kill[:2] == ("step", task_id) else []
-        trainer = build_trainer(cfg, run_dir, task_id, loggers, extra, digest)
+        trainer = build_trainer(cfg, run_dir, task_id, loggers, extra, digest, num_tasks)
         progress.trainer = trainer
         ckpt_path = resume_from[0] if resume_from is not None else None
         trainer.fit(algorithm, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)

@@ -1,4 +1,4 @@
-"""The task progress bar's epoch label under epoch and step budgets."""
+"""The task progress bar names the task and the budget, counted from 1."""
 
 from __future__ import annotations
 
@@ -10,9 +10,22 @@ from clarena.pipelines.callbacks import TaskProgressBar
 
 
 @pytest.mark.parametrize(
-    ("max_epochs", "label"), [(5, "Epoch 3/4"), (-1, "Epoch 3"), (None, "Epoch 3")]
+    ("max_epochs", "max_steps", "label"),
+    [
+        (3, -1, "task 3/5 · epoch 3/3"),  # the last of three epochs (Lightning: "Epoch 2/2")
+        (-1, 2000, "task 3/5 · epoch 3 · 2000 steps"),
+        (None, -1, "task 3/5 · epoch 3"),
+    ],
 )
-def test_epoch_label(max_epochs: int | None, label: str) -> None:
+def test_label_names_the_task_and_the_budget(
+    max_epochs: int | None, max_steps: int, label: str
+) -> None:
+    bar = TaskProgressBar(task_id=3, num_tasks=5)
+    bar._trainer = SimpleNamespace(max_epochs=max_epochs, max_steps=max_steps)
+    assert bar._get_train_description(2).strip() == label
+
+
+def test_label_without_a_task() -> None:
     bar = TaskProgressBar()
-    bar._trainer = SimpleNamespace(max_epochs=max_epochs)
-    assert bar._get_train_description(3).strip() == label
+    bar._trainer = SimpleNamespace(max_epochs=5, max_steps=-1)
+    assert bar._get_train_description(0).strip() == "epoch 1/5"
