@@ -48,6 +48,28 @@ def _sweep_runs(path: Path) -> list[Path]:
     return sorted(runs, key=lambda p: int(p.name))
 
 
+TRAINING_CURVES = "training_curves.png"
+"""The plot of the training loss terms per task, drawn from the run's CSV log."""
+
+
+def _training_curves(results_dir: Path, data: dict) -> bytes | None:
+    """The training curves of the run whose results are in `results_dir` (None without a log)."""
+    import csv
+
+    from clarena.metrics.provenance import identity_line, run_identity
+    from clarena.reports.plots import training_curves_png
+
+    log = results_dir.parent / "lightning_logs" / "metrics.csv"
+    if results_dir.name != "results" or not log.is_file():
+        return None
+    with open(log, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    identity = data.get("run")
+    if not isinstance(identity, dict):
+        identity = run_identity(data.get("config"))
+    return training_curves_png(rows, identity_line(identity, data.get("scenario")))
+
+
 def report_run(results_dir: Path, output: Path | None = None) -> Path:
     """Write the page of one run; return its path."""
     from clarena.core.files import atomic_write_bytes, atomic_write_text
@@ -70,6 +92,10 @@ def report_run(results_dir: Path, output: Path | None = None) -> Path:
         drawn = drawn or plot_pngs(data)
         pngs[name] = drawn[name]
         atomic_write_bytes(out_dir / name, pngs[name])
+    curves = _training_curves(results_dir, data)
+    if curves is not None:
+        pngs[TRAINING_CURVES] = curves
+        atomic_write_bytes(out_dir / TRAINING_CURVES, curves)
     run_name = results_dir.parent.name if results_dir.name == "results" else results_dir.name
     page = run_page(data, pngs, f"clarena run report: {run_name}")
     return atomic_write_text(out_dir / PAGE_NAME, page)

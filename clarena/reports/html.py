@@ -263,6 +263,7 @@ def run_page(data: dict[str, Any], pngs: dict[str, bytes], title: str) -> str:
         "average_accuracy.png": "Average accuracy over the tasks seen so far, after each task.",
         "flips.png": "Points of earlier tasks that each update broke (negative) or fixed "
         "(positive).",
+        "training_curves.png": "The training loss terms of every task, from the run's CSV log.",
     }
     body += [
         figure(pngs[n], n.removesuffix(".png").replace("_", " "), c)

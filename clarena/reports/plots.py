@@ -138,3 +138,40 @@ def flips_png(pooled_rows: Sequence[dict[str, Any]], num_tasks: int, subtitle: s
     set_titles(ax, "Prediction flips at each update", subtitle)
     ax.grid(alpha=0.3, axis="y")
     return png_bytes(fig)
+
+
+def training_curves_png(rows: Sequence[dict[str, str]], subtitle: str = "") -> bytes | None:
+    """Each training loss term (`train/<name>` columns of the CSV log) against the run's step,
+    one colour per task; `None` when the log holds no training rows.
+
+    Args:
+        rows: The rows of `lightning_logs/metrics.csv` (strings, as `csv.DictReader` gives them).
+        subtitle: The run's identity, under the title.
+    """
+    terms = sorted({k for row in rows for k, v in row.items() if k.startswith("train/") and v})
+    if not terms:
+        return None
+    fig = Figure(figsize=(5.5, 1.2 + 2.2 * len(terms)))
+    for i, term in enumerate(terms):
+        ax = fig.add_subplot(len(terms), 1, i + 1)
+        by_task: dict[str, tuple[list[float], list[float]]] = {}
+        for row in rows:
+            value, step = row.get(term), row.get("step")
+            if not value or not step:
+                continue
+            try:
+                point = (float(step), float(value))
+            except ValueError:  # a hand-edited log: skip what is not a number
+                continue
+            steps, values = by_task.setdefault(row.get("task") or "?", ([], []))
+            steps.append(point[0])
+            values.append(point[1])
+        for task, (steps, values) in sorted(by_task.items(), key=lambda kv: kv[0]):
+            ax.plot(steps, values, marker=".", linewidth=1, label=f"task {task}")
+        ax.set_ylabel(term.removeprefix("train/"))
+        ax.grid(alpha=0.3)
+        if i == 0:
+            set_titles(ax, "Training loss terms (mean of each logging interval)", subtitle)
+            ax.legend(fontsize=7, loc="upper right")
+    ax.set_xlabel("optimizer step of the run (tasks one after another)")
+    return png_bytes(fig)
