@@ -138,18 +138,30 @@ def _state_worker(rank: int, init_file: str, out_dir: str) -> None:
         digests["fisher"] = _digest(fisher)
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(digests))
     finally:
+        dist.barrier()  # no rank tears the group down while the other still talks to it
         dist.destroy_process_group()
 
 
+def _spawn_two(worker: object, tmp_path: Path, outputs: list[str]) -> None:
+    """Run `worker` on two gloo ranks. A rank that aborts in the interpreter's teardown after
+    writing its output ("terminate called without an active exception", seen now and then on this
+    machine) is tolerated; one that did not write its output fails the test."""
+    try:
+        mp.spawn(worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    except mp.ProcessExitedException:
+        if not all((tmp_path / name).is_file() for name in outputs):
+            raise
+
+
 def test_replay_buffer_and_fisher_are_identical_on_both_ranks(tmp_path: Path) -> None:
-    mp.spawn(_state_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    _spawn_two(_state_worker, tmp_path, ["rank0.json", "rank1.json"])
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0] == ranks[1]
     assert ranks[0]["buffer_seen"] == str(12 * (7 + 8))  # every rank saw both ranks' samples
 
 
 def test_sharded_predictions_gather_back_in_order_without_duplicates(tmp_path: Path) -> None:
-    mp.spawn(_gather_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    _spawn_two(_gather_worker, tmp_path, ["gather0.pt", "gather1.pt"])
     for rank in (0, 1):
         got = torch.load(tmp_path / f"gather{rank}.pt", weights_only=True)
         assert got.tolist() == list(range(11))
@@ -163,6 +175,7 @@ def _gather_worker(rank: int, init_file: str, out_dir: str) -> None:
         shard = torch.arange(11)[rank::2]  # 6 on rank 0, 5 on rank 1
         torch.save(distributed.gather_sharded(shard), Path(out_dir, f"gather{rank}.pt"))
     finally:
+        dist.barrier()  # no rank tears the group down while the other still talks to it
         dist.destroy_process_group()
 
 
