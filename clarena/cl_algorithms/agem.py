@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,10 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from clarena import distributed
 from clarena.cl_algorithms.base import Batch, CLAlgorithm
+from clarena.cl_algorithms.class_memory import ClassMemory
 from clarena.cl_algorithms.regularizers._common import check_nonnegative
-from clarena.cl_algorithms.replay_buffer import ReplayBuffer
 
 
 def project_gradient(grad: Tensor, reference: Tensor, eps: float = 0.0) -> Tensor:
@@ -37,10 +35,9 @@ class AGEM(CLAlgorithm):
     of a batch replayed from the episodic memory of the earlier tasks, so that (to first order)
     the loss on the memory does not increase.
 
-    The memory holds `budget_per_class` random training samples of every class of every task
-    (a class is the pair (task, label)): at the end of a task each class's samples stream once
-    through a `ReplayBuffer` of that capacity, whose reservoir sampling keeps a uniform random
-    subset. This matches the reference implementation of van de Ven, Tuytelaars & Tolias (2022;
+    The memory (`ClassMemory`) holds `budget_per_class` random training samples of every class of
+    every earlier task (a class is the pair (task, label)), stored at the end of each task. This
+    matches the reference implementation of van de Ven, Tuytelaars & Tolias (2022;
     GMvandeVen/continual-learning, `models/classifier.py`, `train/train_task_based.py`) with its
     budget of 100 per class: the memory is filled at the end of each task and only earlier tasks
     are replayed; $g$ and $g_{ref}$ span every trainable parameter (a TIL head of an earlier task
@@ -77,64 +74,39 @@ class AGEM(CLAlgorithm):
         self.budget_per_class = int(budget_per_class)
         self.replay_batch_size = replay_batch_size
         self.eps = check_nonnegative("eps", eps)
-        self.generator = torch.Generator().manual_seed(int(buffer_seed))
-        self.memory: dict[str, Tensor] = {}
-        """The episodic memory: `x`, `y`, `task_ids` of the stored samples (empty before)."""
-        self._task_rows: list[Tensor] = []  # the memory's rows of each stored task
+        self.class_memory = ClassMemory(
+            self.budget_per_class, per_task_batches=self.scenario == "TIL", seed=buffer_seed
+        )
         self._reference: Tensor | None = None
 
     # ------------------------------------------------------------------ memory
-    @torch.no_grad()
+    @property
+    def memory(self) -> dict[str, Tensor]:
+        """The episodic memory: `x`, `y`, `task_ids` of the stored samples (empty before)."""
+        return self.class_memory.tensors
+
+    @property
+    def generator(self) -> torch.Generator:
+        """The memory's own random generator (selection and sampling)."""
+        return self.class_memory.generator
+
     def on_task_end(self, task_id: int, datamodule: Any) -> None:
         """Add `budget_per_class` random training samples of each of the task's classes."""
         super().on_task_end(task_id, datamodule)
-        buffers: dict[tuple[int, int], ReplayBuffer] = {}
-        for batch in datamodule.train_dataloader():
-            # under DDP every rank sees the whole task, so every rank's memory is the same
-            x, y, task_ids = (distributed.gather_rows(t) for t in batch)
-            for t, label in torch.stack([task_ids, y], 1).unique(dim=0).tolist():
-                key = (int(t), int(label))
-                if key not in buffers:
-                    seed = int(torch.randint(2**62, (1,), generator=self.generator))
-                    buffers[key] = ReplayBuffer(self.budget_per_class, seed=seed, synced=False)
-                rows = (task_ids == t) & (y == label)
-                buffers[key].add(x[rows], y[rows], task_ids[rows])
-        parts = [buffers[key].sample(self.budget_per_class) for key in sorted(buffers)]
-        if self.memory:
-            parts.insert(0, self.memory)
-        self._set_memory(
-            {k: torch.cat([p[k].cpu() for p in parts if p]) for k in ("x", "y", "task_ids")}
-        )
+        self.class_memory.add_task(datamodule.train_dataloader())
 
     def sample_memory(self, batch_size: int) -> dict[str, Tensor]:
-        """A replayed batch: `batch_size` distinct stored samples drawn uniformly, or in TIL
-        $\\lceil$`batch_size` / number of stored tasks$\\rceil$ of each stored task.
+        """A replayed batch (`ClassMemory.sample`): `batch_size` stored samples drawn uniformly,
+        or in TIL $\\lceil$`batch_size` / number of stored tasks$\\rceil$ of each stored task.
 
         Raises:
             ValueError: Before the memory holds anything (the end of the first task).
         """
-        if not self.memory:
+        if not self.class_memory:
             raise ValueError(
                 "AGEM: the memory is empty until the first task ends; call on_task_end first."
             )
-        if self.scenario == "TIL":
-            per_task = math.ceil(batch_size / len(self._task_rows))
-            pick = torch.cat(
-                [
-                    rows[torch.randperm(len(rows), generator=self.generator)[:per_task]]
-                    for rows in self._task_rows
-                ]
-            )
-        else:
-            size = len(self.memory["y"])
-            pick = torch.randperm(size, generator=self.generator)[:batch_size]
-        pick = pick.to(self.memory["y"].device)
-        return {k: v[pick] for k, v in self.memory.items()}
-
-    def _set_memory(self, memory: dict[str, Tensor]) -> None:
-        self.memory = memory
-        task_ids = memory["task_ids"].cpu() if memory else torch.zeros(0, dtype=torch.long)
-        self._task_rows = [torch.nonzero(task_ids == t).flatten() for t in task_ids.unique()]
+        return self.class_memory.sample(batch_size, self.memory["x"].device)
 
     # ------------------------------------------------------------------ training
     def loss_terms(self, batch: Batch) -> dict[str, Tensor]:
@@ -145,9 +117,7 @@ class AGEM(CLAlgorithm):
         self._reference = None
         if not self.memory:
             return terms
-        if self.memory["x"].device != x.device:
-            self.memory = {k: v.to(x.device) for k, v in self.memory.items()}
-        replay = self.sample_memory(self.replay_batch_size or x.shape[0])
+        replay = self.class_memory.sample(self.replay_batch_size or x.shape[0], x.device)
         replay_ce = F.cross_entropy(self(replay["x"], replay["task_ids"]), replay["y"])
         params = self.trainable_parameters()
         grads = torch.autograd.grad(replay_ce, params, allow_unused=True)
@@ -185,12 +155,11 @@ class AGEM(CLAlgorithm):
     # ------------------------------------------------------------------ checkpoint
     def extra_cl_state(self) -> dict[str, Any]:
         """The episodic memory and the state of its random generator."""
-        return {
-            "agem_memory": {k: v.detach().cpu().clone() for k, v in self.memory.items()},
-            "agem_generator": self.generator.get_state(),
-        }
+        state = self.class_memory.state_dict()
+        return {"agem_memory": state["memory"], "agem_generator": state["generator"]}
 
     def load_extra_cl_state(self, state: Mapping[str, Any]) -> None:
         """Restore the episodic memory and its generator."""
-        self._set_memory({k: v.clone() for k, v in state["agem_memory"].items()})
-        self.generator.set_state(state["agem_generator"])
+        self.class_memory.load_state_dict(
+            {"memory": state["agem_memory"], "generator": state["agem_generator"]}
+        )

@@ -46,6 +46,10 @@ class CLAlgorithm(LightningModule):
             `fit`, so each task gets a fresh optimizer.
         scenario: `"TIL"`, `"CIL"`, `"DIL"` or `"DataIL"`; must be in `supported_scenarios`.
         lr_scheduler: optional factory taking the optimizer (Hydra `_partial_: true`).
+        keep_optimizer_state: carry the optimizer's state (Adam's moments and step count) from
+            one task to the next instead of starting each task with a fresh one (see
+            `carry_optimizer_state`); the reference implementation of van de Ven et al. (2022)
+            keeps one Adam for the whole sequence.
 
     Raises:
         ValueError: when the algorithm does not support `scenario`, or the heads were built for
@@ -67,6 +71,7 @@ class CLAlgorithm(LightningModule):
         optimizer: OptimizerFactory,
         scenario: str,
         lr_scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
+        keep_optimizer_state: bool = False,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -90,6 +95,10 @@ class CLAlgorithm(LightningModule):
         self.heads = heads
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
+        self.keep_optimizer_state = bool(keep_optimizer_state)
+        self.optimizer_state: dict[str, dict[str, Tensor]] = {}
+        """With `keep_optimizer_state`: the optimizer's per-parameter state at the end of the last
+        task, by parameter name (CPU tensors)."""
         self.scenario = scenario
         self.task_id = 0
         """The current task (0 before the first)."""
@@ -204,9 +213,30 @@ class CLAlgorithm(LightningModule):
         write (a callback, so that subclasses may override any hook without calling `super()`)."""
         return [self._train_terms]
 
+    def named_trainable_parameters(self) -> dict[str, nn.Parameter]:
+        """`trainable_parameters()` by name (`backbone.<name>`, `heads.<name>`)."""
+        trainable = {id(p) for p in self.trainable_parameters()}
+        named = [("backbone." + n, p) for n, p in self.backbone.named_parameters()]
+        named += [("heads." + n, p) for n, p in self.heads.named_parameters()]
+        return {n: p for n, p in named if id(p) in trainable}
+
+    def on_train_end(self) -> None:
+        """With `keep_optimizer_state`, keep the optimizer's state for the next task."""
+        if self.keep_optimizer_state:
+            optimizer = self.trainer.optimizers[0]
+            self.optimizer_state = {
+                name: {k: v.detach().cpu().clone() for k, v in optimizer.state[p].items()}
+                for name, p in self.named_trainable_parameters().items()
+                if p in optimizer.state
+            }
+
     def configure_optimizers(self) -> Any:
-        """A fresh optimizer (and scheduler) over `trainable_parameters()`, each task."""
+        """A fresh optimizer (and scheduler) over `trainable_parameters()` each task; with
+        `keep_optimizer_state`, loaded with the last task's state (`carry_optimizer_state`)."""
         optimizer = self.optimizer_factory(self.trainable_parameters())
+        if self.keep_optimizer_state and self.optimizer_state:
+            params = self.named_trainable_parameters()
+            carry_optimizer_state(optimizer, params, self.optimizer_state)
         if self.lr_scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_factory(optimizer)}
@@ -272,6 +302,7 @@ class CLAlgorithm(LightningModule):
             "backbone": cpu_state(self.backbone),
             "heads": cpu_state(self.heads),
             "h1": h1,
+            "optimizer_state": self.optimizer_state,
         }
         state.update(self.extra_cl_state())
         return state
@@ -301,6 +332,7 @@ class CLAlgorithm(LightningModule):
             heads.load_state_dict(state["h1"]["heads"])
             self._set_h1(Snapshot(backbone, heads).to(device))
         self.task_id = int(state["task_id"])
+        self.optimizer_state = dict(state.get("optimizer_state") or {})
         self.load_extra_cl_state(state)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -320,3 +352,42 @@ class CLAlgorithm(LightningModule):
 
     def load_extra_cl_state(self, state: Mapping[str, Any]) -> None:
         """Restore what `extra_cl_state` saved."""
+
+
+def carry_optimizer_state(
+    optimizer: torch.optim.Optimizer,
+    params: Mapping[str, nn.Parameter],
+    saved: Mapping[str, Mapping[str, Tensor]],
+) -> None:
+    """Load the per-parameter state `saved` (by name, from the previous task) into a fresh
+    `optimizer` over `params`, as if one optimizer had run the whole sequence over a layer as wide
+    as the widest one (the reference's 10-unit output layer with "active units").
+
+    A parameter that grew along its first dimension (a class-incremental head) gets zero state on
+    its new rows; a parameter without saved state (a new task's head) gets zero state. Counters
+    (Adam's `step`) come from any saved parameter: the rows of a layer that had no gradient yet
+    keep zero moments under Adam, and their bias correction uses the global step.
+
+    Raises:
+        ValueError: when a saved state cannot be fitted to its parameter's new shape.
+    """
+    template = next(iter(saved.values()), None)
+    for name, p in params.items():
+        state = saved.get(name)
+        fitted: dict[str, Tensor] = {}
+        for key, value in (state or template or {}).items():
+            if value.dim() == 0:
+                fitted[key] = value.clone().to(p.device)
+            elif state is None:
+                fitted[key] = torch.zeros_like(p)
+            elif value.shape[1:] != p.shape[1:] or value.shape[0] > p.shape[0]:
+                raise ValueError(
+                    f"carry_optimizer_state: the saved {key!r} of {name} has shape "
+                    f"{tuple(value.shape)}, which does not fit the parameter's {tuple(p.shape)}; "
+                    "start each task with a fresh optimizer (keep_optimizer_state: false)."
+                )
+            else:
+                fitted[key] = torch.zeros_like(p)
+                fitted[key][: value.shape[0]] = value.to(p.device, p.dtype)
+        if fitted:
+            optimizer.state[p] = fitted

@@ -207,6 +207,7 @@ class HAT(CLAlgorithm):
 
     def on_train_end(self) -> None:
         """Forget the annealed $s$ of the last batch."""
+        super().on_train_end()
         self._s = None
 
     def on_task_end(self, task_id: int, datamodule: Any) -> None:

@@ -261,6 +261,7 @@ class ICaRL(CLAlgorithm):
 
     def on_train_end(self) -> None:
         """Lightning hook: update the memory with the model just trained (before the test)."""
+        super().on_train_end()
         self.update_memory()
 
     def on_task_end(self, task_id: int, datamodule: Any) -> None:

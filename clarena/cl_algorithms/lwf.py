@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -25,18 +26,35 @@ class LwF(CLAlgorithm):
     logits of the classes h1 knows; in DIL / DataIL the shared head. The term is 0 on the first
     task. Loss terms: `ce`, `distillation`.
 
+    The reference implementation of van de Ven et al. (2022) weighs its LwF differently in two
+    places, which the two switches below reproduce (with `distillation_factor` = $T^2$ for its
+    $T^2$ scaling): in CIL its student's softmax runs over every class so far, the teacher's
+    probability of the new classes being 0; in DIL it counts the shared head once per earlier
+    task, i.e. multiplies the term by $t - 1$.
+
     Args:
         distillation_factor: the factor $\\lambda_o$ of the distillation term.
         temperature: the distillation temperature $T$ (2 in the paper).
+        distill_new_classes: in CIL, distil over every class so far with zero target probability
+            on the classes h1 does not know (default: over h1's classes only).
+        count_old_tasks: in DIL / DataIL, multiply the term by the number of earlier tasks.
     """
 
     needs_h1: ClassVar[bool] = True
 
     def __init__(
-        self, *args: Any, distillation_factor: float = 1.0, temperature: float = 2.0, **kwargs: Any
+        self,
+        *args: Any,
+        distillation_factor: float = 1.0,
+        temperature: float = 2.0,
+        distill_new_classes: bool = False,
+        count_old_tasks: bool = False,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.distillation = DistillationReg(distillation_factor, temperature, "cross_entropy")
+        self.distill_new_classes = bool(distill_new_classes)
+        self.count_old_tasks = bool(count_old_tasks)
 
     def loss_terms(self, batch: Batch) -> dict[str, Tensor]:
         """Cross-entropy on the batch and distillation of h1's old outputs."""
@@ -59,5 +77,13 @@ class LwF(CLAlgorithm):
         else:
             with torch.no_grad():
                 teacher = h1.heads(old_features, task_ids)
-            terms["distillation"] = self.distillation(logits[:, : teacher.shape[1]], teacher)
+            old = teacher.shape[1]
+            if self.distill_new_classes and self.scenario == "CIL" and logits.shape[1] > old:
+                # the new classes get target probability exactly 0 (softmax of -inf)
+                padding = teacher.new_full((teacher.shape[0], logits.shape[1] - old), -math.inf)
+                terms["distillation"] = self.distillation(logits, torch.cat([teacher, padding], 1))
+            else:
+                terms["distillation"] = self.distillation(logits[:, :old], teacher)
+            if self.count_old_tasks and self.scenario in ("DIL", "DataIL"):
+                terms["distillation"] = terms["distillation"] * (self.task_id - 1)
         return terms
