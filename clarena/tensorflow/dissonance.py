@@ -276,6 +276,59 @@ def bc_objective(
     return reduce(per_sample, reduction)
 
 
+def bc_loss(
+    h2_output: tf.Tensor,
+    h1_output: tf.Tensor,
+    y: tf.Tensor,
+    base: tf.Tensor,
+    divergence: tf.Tensor | None,
+    lambda_c: float,
+    *,
+    binary: bool,
+    from_logits: bool,
+    discriminant_pivot: float = 0.5,
+    focal_alpha: float = 0.0,
+    sample_weight: tf.Tensor | None = None,
+    reduction: str = "mean",
+) -> tf.Tensor:
+    """The whole objective $L$ of one batch, assembled once for the Keras models and the loss
+    classes: check the batch, take the support of h1, and weigh the dissonance — the base loss
+    itself (new error, `divergence=None`) or a divergence from h1 (strict imitation).
+
+    Args:
+        h2_output: $h_2$'s output, `(B, K)` (or `(B,)`/`(B, 1)` for a binary model).
+        h1_output: $h_1$'s output on the same batch (no gradient flows into it).
+        y: The labels: sparse or one-hot (multi-class), 0/1 (binary).
+        base: $\\ell_i$, shape `(B,)`.
+        divergence: $d_i$ of strict imitation, shape `(B,)`, or None for the new-error loss.
+        lambda_c: $\\lambda_c \\ge 0$.
+        binary: Whether the models output one probability (or logit) per sample.
+        from_logits: Whether the outputs are logits.
+        discriminant_pivot: The threshold of a positive binary decision.
+        focal_alpha: $\\alpha \\ge 0$.
+        sample_weight: Optional per-sample weights of the brackets.
+        reduction: `"mean"`, `"sum"` or `"none"`.
+    """
+    check_batch(h2_output, y, "h2")
+    check_batch(h1_output, y, "h1")
+    support = support_mask(
+        h1_output,
+        y,
+        binary=binary,
+        from_logits=from_logits,
+        discriminant_pivot=discriminant_pivot,
+    )
+    return bc_objective(
+        base,
+        base if divergence is None else divergence,
+        support,
+        lambda_c,
+        focal_alpha=focal_alpha,
+        sample_weight=sample_weight,
+        reduction=reduction,
+    )
+
+
 def check_options(
     lambda_c: float,
     *,

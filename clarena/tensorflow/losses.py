@@ -162,26 +162,21 @@ class BackwardCompatibilityLoss:
         h2_output = main_output(h2_output, self.from_logits)
         h1_output = tf.stop_gradient(main_output(h1_output, self.from_logits))
         bcm.check_batch(h2_output, y, "h2")
-        bcm.check_batch(h1_output, y, "h1")
-        base = bcm.base_loss(self.kind, h2_output, y, self.from_logits)
+        divergence = None
         if self.strict:
-            d = bcm.soft_divergence(
+            divergence = bcm.soft_divergence(
                 self.kind, h2_output, h1_output, self.from_logits, self.temperature
             )
-        else:
-            d = base
-        support = bcm.support_mask(
+        return bcm.bc_loss(
+            h2_output,
             h1_output,
             y,
+            bcm.base_loss(self.kind, h2_output, y, self.from_logits),
+            divergence,
+            self.lambda_c,
             binary=self.binary,
             from_logits=self.from_logits,
             discriminant_pivot=self.discriminant_pivot,
-        )
-        return bcm.bc_objective(
-            base,
-            d,
-            support,
-            self.lambda_c,
             focal_alpha=self.focal_alpha,
             sample_weight=sample_weight,
             reduction=reduction or self.reduction,

@@ -86,7 +86,10 @@ class _CompatibilityModel(keras.Sequential):
         """The frozen reference model the updates must stay compatible with."""
         return self._reference_model
 
-    def _dissonance(self, y: Any, y_pred: tf.Tensor, h1_output: tf.Tensor, base: tf.Tensor):
+    def _dissonance(
+        self, y: Any, y_pred: tf.Tensor, h1_output: tf.Tensor, base: tf.Tensor
+    ) -> tf.Tensor | None:
+        """The divergence $d_i$ from h1, or None when the dissonance is the loss itself."""
         raise NotImplementedError
 
     def _focal_alpha(self) -> float:
@@ -137,22 +140,18 @@ class _CompatibilityModel(keras.Sequential):
         if y is None:
             raise ValueError(f"{type(self).__name__} needs labels: fit it on (x, y) data")
         h1_output = tf.stop_gradient(self.h1(x, training=False))
-        binary = bool(y_pred.shape.rank == 1 or y_pred.shape[-1] == 1)
         bcm.check_batch(y_pred, y, "h2")
         base = self._per_sample_loss(y, y_pred)
-        support = bcm.support_mask(
+        total = bcm.bc_loss(
+            y_pred,
             h1_output,
             y,
-            binary=binary,
+            base,
+            self._dissonance(y, y_pred, h1_output, base),
+            self.lambda_c,
+            binary=bool(y_pred.shape.rank == 1 or y_pred.shape[-1] == 1),
             from_logits=self.from_logits,
             discriminant_pivot=self.discriminant_pivot,
-        )
-        d = self._dissonance(y, y_pred, h1_output, base)
-        total = bcm.bc_objective(
-            base,
-            d,
-            support,
-            self.lambda_c,
             focal_alpha=self._focal_alpha(),
             sample_weight=sample_weight,
         )
@@ -177,8 +176,10 @@ class BCNewErrorCompatibilityModel(_CompatibilityModel):
         name: As for `keras.Sequential`.
     """
 
-    def _dissonance(self, y: Any, y_pred: tf.Tensor, h1_output: tf.Tensor, base: tf.Tensor):
-        return base
+    def _dissonance(
+        self, y: Any, y_pred: tf.Tensor, h1_output: tf.Tensor, base: tf.Tensor
+    ) -> tf.Tensor | None:
+        return None  # the new error: the compiled loss itself
 
 
 class StrictImitationCompatibilityModel(_CompatibilityModel):
