@@ -35,8 +35,10 @@ A new algorithm is a YAML file composing terms (`Composed`, `clarena.cl_algorith
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import sys
+from typing import TYPE_CHECKING
+
+from clarena.core.lazy import lazy_exports
 
 if TYPE_CHECKING:  # what `__getattr__` imports on first use, for type checkers and `clarena list`
     from clarena.cl_algorithms.agem import AGEM
@@ -162,19 +164,11 @@ __all__ = [
 _SUBMODULES = frozenset(n for n in __all__ if n[0].islower() and n != "ALGORITHMS")
 
 
-def __getattr__(name: str) -> Any:
-    """Import a class, `ALGORITHMS` or a submodule on first use."""
-    if name in _CLASSES:
-        value = getattr(importlib.import_module(f"{__name__}.{_CLASSES[name]}"), name)
-    elif name == "ALGORITHMS":
-        value = {config: __getattr__(cls) for config, cls in _REGISTRY.items()}
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
+def _algorithms() -> dict[str, type]:
+    package = sys.modules[__name__]
+    return {config: getattr(package, cls) for config, cls in _REGISTRY.items()}
 
 
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(
+    __name__, globals(), _CLASSES, _SUBMODULES, computed={"ALGORITHMS": _algorithms}
+)

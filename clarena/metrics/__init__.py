@@ -40,9 +40,9 @@ A task loop uses it like this:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from clarena.core.lazy import lazy_exports
 from clarena.metrics.functional import (
     average_accuracy,
     average_accuracy_per_task,
@@ -114,17 +114,6 @@ __all__ = [  # the submodules are listed so that pdoc documents them
 _SUBMODULES = frozenset(n for n in __all__ if n[0].islower() and n not in globals())
 
 
-def __getattr__(name: str) -> Any:
-    """Import a torchmetrics class or a submodule on first use."""
-    if name in _METRIC_CLASSES:
-        value = getattr(importlib.import_module(f"{__name__}.compatibility"), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(
+    __name__, globals(), dict.fromkeys(_METRIC_CLASSES, "compatibility"), _SUBMODULES
+)
