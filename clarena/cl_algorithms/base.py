@@ -15,6 +15,7 @@ from clarena.cl_algorithms.snapshot import Snapshot, cpu_state
 from clarena.cl_algorithms.train_terms import TrainTermsLog
 from clarena.heads import Heads
 from clarena.heads.heads import SCENARIOS
+from clarena.metrics.predictions import task_predictions
 
 Batch = tuple[Tensor, Tensor, Tensor]
 """A batch `(x, y, task_ids)` (see `docs/architecture.md`)."""
@@ -28,15 +29,16 @@ class CLAlgorithm(LightningModule):
 
     It owns the backbone and heads, the task counter (tasks are numbered from 1), the frozen
     snapshot `h1` of the model from before the current task (when `needs_h1`), the optimizer set-up
-    per task, and the test outputs the pipeline reads. An algorithm implements `loss_terms(batch)`
+    per task, and the test predictions. An algorithm implements `loss_terms(batch)`
     returning named scalar terms; `training_step` sums them and logs the mean of each over
     `trainer.log_every_n_steps` steps as `train/<name>` (of the sum as `train/loss`), and stops the
     run with `NonFiniteLossError` when a term is NaN or infinite (`TrainTermsLog`). It may extend
     `on_task_start` / `on_task_end` (call `super()`), and `extra_cl_state` /
     `load_extra_cl_state` for its own checkpointed state.
 
-    The pipeline's loop per task t: `on_task_start(t, datamodule)`, `trainer.fit`, `trainer.test`
-    (→ `test_outputs`), `on_task_end(t, datamodule)`, checkpoint `cl_state_dict()`.
+    The loop per task t (`clarena.pipelines.task_loop.run_tasks`): `on_task_start(t, datamodule)`,
+    `trainer.fit`, `trainer.test` (each `test_step` returns its predictions, which the
+    `RecordPredictions` callback adds to the results), `on_task_end(t, datamodule)`.
 
     Args:
         backbone: feature extractor exposing `output_dim`.
@@ -103,9 +105,6 @@ class CLAlgorithm(LightningModule):
         self.task_id = 0
         """The current task (0 before the first)."""
         self._set_h1(None)
-        self.test_outputs: dict[int, dict[str, Tensor]] = {}
-        """After testing, per task: `preds`, `preds_task_aware`, `targets` (int64, CPU)."""
-        self._test_parts: dict[int, dict[str, list[Tensor]]] = {}
         self._train_terms = TrainTermsLog()
         self.fit_device: torch.device | None = None
         """The device of the last `fit` (Lightning moves the model back to the CPU afterwards);
@@ -242,46 +241,25 @@ class CLAlgorithm(LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_factory(optimizer)}
 
     # ------------------------------------------------------------------ test
-    def on_test_epoch_start(self) -> None:
-        """Forget the previous test outputs."""
-        self.test_outputs = {}
-        self._test_parts = {}
-
     @torch.no_grad()
-    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """Predict a test batch and keep, per task, the task-agnostic predictions (`preds`, argmax
-        over every column), the task-aware ones (`preds_task_aware`, argmax over the task's own
-        classes) and the targets. Tasks the heads cannot predict yet (a TIL or CIL task not trained
-        yet, when the dataset tests every task) are skipped."""
+    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> Any:
+        """Predict a test batch and return, per task, the task-agnostic predictions (`preds`,
+        argmax over every column), the task-aware ones (`preds_task_aware`, argmax over the task's
+        own classes) and the targets (`clarena.metrics.predictions.task_predictions`); the
+        pipeline's `RecordPredictions` callback collects them into the results. Tasks the heads
+        cannot predict yet (a TIL or CIL task not trained yet, when the dataset tests every task)
+        are skipped."""
         x, y, task_ids = batch
         tasks = [int(t) for t in torch.unique(task_ids).tolist()]
         if not all(self.heads.knows(t) for t in tasks):
             known = torch.tensor([self.heads.knows(int(t)) for t in task_ids.tolist()])
             if not known.any():
-                return
+                return {}
             known = known.to(task_ids.device)
             x, y, task_ids = x[known], y[known], task_ids[known]
         logits = self(x, task_ids)
-        preds = logits.argmax(1)
-        for t in torch.unique(task_ids).tolist():
-            rows = task_ids == t
-            start, end = self.heads.class_range(int(t))
-            aware = start + logits[rows, start:end].argmax(1)
-            parts = self._test_parts.setdefault(
-                int(t), {"preds": [], "preds_task_aware": [], "targets": []}
-            )
-            parts["preds"].append(preds[rows].cpu())
-            parts["preds_task_aware"].append(aware.cpu())
-            parts["targets"].append(y[rows].cpu())
-        self.log("test/acc", (preds == y).float().mean(), batch_size=x.shape[0])
-
-    def on_test_epoch_end(self) -> None:
-        """Concatenate the test outputs into `test_outputs[task_id]`."""
-        self.test_outputs = {
-            t: {k: torch.cat(v).long() for k, v in parts.items()}
-            for t, parts in sorted(self._test_parts.items())
-        }
-        self._test_parts = {}
+        self.log("test/acc", (logits.argmax(1) == y).float().mean(), batch_size=x.shape[0])
+        return task_predictions(logits, y, task_ids, self.heads.class_range)
 
     # ------------------------------------------------------------------ checkpoint
     def cl_state_dict(self) -> dict[str, Any]:

@@ -307,11 +307,11 @@ class ICaRL(CLAlgorithm):
             self.update_memory()
         super().on_test_epoch_start()
 
-    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> Any:
         """The base `test_step`, predicting by the nearest mean of exemplars (`nearest_mean`)."""
         self._classify_by_means = self.nearest_mean
         try:
-            super().test_step(batch, batch_idx, dataloader_idx)
+            return super().test_step(batch, batch_idx, dataloader_idx)
         finally:
             self._classify_by_means = False
 

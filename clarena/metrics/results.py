@@ -196,6 +196,19 @@ class CLResults:
         """The number of tasks trained so far (the largest `after_task` added)."""
         return max((t for t, _ in self._preds), default=0)
 
+    def predictions(self, after_task: int, test_task: int, task_aware: bool = False) -> Tensor:
+        """The predictions on task `test_task` of the model after task `after_task` (a copy).
+
+        Raises:
+            KeyError: when that pair was not added.
+        """
+        store = self._preds_task_aware if task_aware else self._preds
+        return store[(int(after_task), int(test_task))].clone()
+
+    def targets(self, test_task: int) -> Tensor:
+        """The labels of task `test_task`'s test set (a copy)."""
+        return self._targets[int(test_task)].clone()
+
     def _width(self) -> int:
         return max([self.num_tasks, *self._targets.keys()], default=0)
 

@@ -31,6 +31,9 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
 
+from clarena import distributed
+from clarena.metrics.predictions import PredictionLog, TaskPredictions
+from clarena.metrics.results import CLResults
 from clarena.pipelines.checkpoint import capture_rng, restore_rng
 from clarena.pipelines.errors import NonFiniteLossError
 
@@ -264,3 +267,50 @@ class KillSwitch(pl.Callback):
             return
         if trainer.global_step >= self.step:
             kill_now()
+
+
+class RecordPredictions(pl.Callback):
+    """Collect what `test_step` returns into a `PredictionLog` and, at the end of the test, add
+    each test task's predictions to `results` as those of the model after task `after_task`.
+
+    Under DDP every rank tests its shard; the shards are gathered back into the dataset's order
+    (`clarena.distributed.gather_sharded`, a collective every rank runs), so every rank adds
+    exactly what one process would. `outputs` keeps the last test's predictions.
+    """
+
+    def __init__(self, results: CLResults | None = None, after_task: int = 0) -> None:
+        self.results = results
+        self.after_task = after_task
+        self.predictions = PredictionLog()
+        self.outputs: TaskPredictions = {}
+
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.predictions.reset()
+
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self.predictions.update(outputs)
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.outputs = {
+            t: {k: distributed.gather_sharded(v) for k, v in out.items()}
+            for t, out in self.predictions.compute().items()
+        }
+        if self.results is None:
+            return
+        task_aware = getattr(pl_module, "scenario", None) == "CIL"
+        for test_task, out in self.outputs.items():
+            self.results.add(
+                after_task=self.after_task,
+                test_task=test_task,
+                preds=out["preds"],
+                targets=out["targets"],
+                preds_task_aware=out["preds_task_aware"] if task_aware else None,
+            )

@@ -47,9 +47,10 @@ def evaluate_run(run_dir: Path, output: Path, trust: bool = False) -> tuple[obje
 
     from clarena.metrics import CLResults
     from clarena.pipelines import checkpoint as ckpt
+    from clarena.pipelines.callbacks import RecordPredictions
     from clarena.pipelines.config import to_plain
     from clarena.pipelines.run_folder import load_run_config
-    from clarena.pipelines.task_loop import build_components, record_test_results
+    from clarena.pipelines.task_loop import build_components
 
     cfg = load_run_config(run_dir, trust=trust)
     tasks = ckpt.finished_tasks(run_dir)
@@ -68,7 +69,7 @@ def evaluate_run(run_dir: Path, output: Path, trust: bool = False) -> tuple[obje
         trainer = instantiate(
             cfg.trainer,
             logger=False,
-            callbacks=[],
+            callbacks=[RecordPredictions(results, task_id)],
             enable_checkpointing=False,
             enable_progress_bar=False,
             default_root_dir=str(output),
@@ -76,7 +77,7 @@ def evaluate_run(run_dir: Path, output: Path, trust: bool = False) -> tuple[obje
             devices=1,
             num_nodes=1,
         )
-        record_test_results(trainer, components, results, task_id)
+        trainer.test(components.algorithm, datamodule=components.datamodule, verbose=False)
         saved.load_state_dict(state["results"])
     results.write(output, to_plain(cfg))
     new, old = results.accuracy_matrix(), saved.accuracy_matrix()

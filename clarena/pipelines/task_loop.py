@@ -1,13 +1,13 @@
 """The task loop behind `clarena train`: fit task $t$, test on tasks $\\le t$, checkpoint, write.
 
-For each task $t = 1..T$ of the dataset:
+For each task $t = 1..T$ of the dataset (`run_tasks`, the loop every caller shares):
 
 1. `datamodule.setup_task(t, cumulative=algorithm.cumulative_data)`;
 2. `algorithm.on_task_start(t, datamodule)` (snapshot h1, grow the heads, ...);
 3. a fresh Lightning `Trainer` (so `trainer.max_epochs` / `trainer.max_steps` count per task) fits
    the task, with Lightning checkpoints at the end of every epoch;
-4. `trainer.test` on every task so far; the predictions in `algorithm.test_outputs` feed the
-   `clarena.metrics.CLResults` accumulator;
+4. `trainer.test` on every task so far; each `test_step` returns its predictions, which the
+   `RecordPredictions` callback adds to the `clarena.metrics.CLResults` accumulator;
 5. `algorithm.on_task_end(t, datamodule)` (Fisher, replay buffer, ...);
 6. the results tables are rewritten (the plots after the last task) and the whole CL state is
    checkpointed atomically
@@ -26,6 +26,7 @@ import os
 import shutil
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,6 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from clarena import distributed
 from clarena.core.files import atomic_write_text
 from clarena.heads import make_heads
 from clarena.metrics import CLResults
@@ -43,6 +43,7 @@ from clarena.pipelines import checkpoint as ckpt
 from clarena.pipelines import ddp
 from clarena.pipelines.callbacks import (
     KillSwitch,
+    RecordPredictions,
     ResumeStateCallback,
     TaskProgressBar,
     kill_now,
@@ -159,26 +160,51 @@ def _within_task_checkpoint(run_dir: Path, task_id: int, digest: str) -> tuple[P
     return path, int(checkpoint.get("global_step", 0))
 
 
-def record_test_results(
-    trainer: pl.Trainer, components: Components, results: CLResults, task_id: int
-) -> None:
-    """Test the model on the datamodule's test tasks and add the predictions to `results`.
+TrainerFactory = Callable[[int, list[pl.Callback]], pl.Trainer]
+"""`(task_id, callbacks) -> Trainer`: a fresh Trainer for a task, with `callbacks` added."""
 
-    Under DDP every rank tests its shard; the shards are gathered back into the dataset's order
-    (`clarena.distributed.gather_sharded`), so every rank adds exactly what one process would.
+
+def run_tasks(
+    components: Components,
+    trainer_for: TrainerFactory,
+    tasks: Iterable[int],
+    results: CLResults | None = None,
+    *,
+    resume_from: Path | None = None,
+    before_task: Callable[[int], None] | None = None,
+    after_task: Callable[[int, pl.Trainer], None] | None = None,
+) -> CLResults:
+    """The task loop every caller shares (`clarena train`, `clarena eval`, the tests, the docs'
+    examples). For each task $t$ of `tasks`:
+
+    1. `before_task(t)`, then `datamodule.setup_task(t, cumulative=algorithm.cumulative_data)`;
+    2. `algorithm.on_task_start(t, datamodule)`;
+    3. `trainer_for(t, [RecordPredictions(results, t)])` fits the task (from `resume_from`,
+       Lightning's checkpoint inside the first task, when given) and tests every task so far;
+       the predictions reach `results` through `RecordPredictions`;
+    4. `algorithm.on_task_end(t, datamodule)`; the task's wall time goes into `results`;
+    5. `after_task(t, trainer)` (the pipeline writes and checkpoints there).
+
+    Returns:
+        `results` (a new `CLResults` of the algorithm's scenario when None).
     """
     algorithm, datamodule = components.algorithm, components.datamodule
-    trainer.test(algorithm, datamodule=datamodule, verbose=False)
-    task_aware = algorithm.scenario == "CIL"
-    for test_task, out in sorted(algorithm.test_outputs.items()):
-        out = {key: distributed.gather_sharded(value) for key, value in out.items()}
-        results.add(
-            after_task=task_id,
-            test_task=test_task,
-            preds=out["preds"],
-            targets=out["targets"],
-            preds_task_aware=out["preds_task_aware"] if task_aware else None,
-        )
+    results = CLResults(algorithm.scenario) if results is None else results
+    for task_id in tasks:
+        task_start = time.monotonic()
+        if before_task is not None:
+            before_task(task_id)
+        datamodule.setup_task(task_id, cumulative=bool(algorithm.cumulative_data))
+        algorithm.on_task_start(task_id, datamodule)
+        trainer = trainer_for(task_id, [RecordPredictions(results, task_id)])
+        trainer.fit(algorithm, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+        resume_from = None
+        trainer.test(algorithm, datamodule=datamodule, verbose=False)
+        algorithm.on_task_end(task_id, datamodule)
+        results.set_task_time(task_id, time.monotonic() - task_start)
+        if after_task is not None:
+            after_task(task_id, trainer)
+    return results
 
 
 def _restore(
@@ -263,26 +289,25 @@ def _run(
     steps.offset = log_step
     kill = kill_point()
     progress.num_tasks = num_tasks
-    for task_id in range(start, num_tasks + 1):
-        task_start = time.monotonic()
+    if resume_from is not None:
+        log.info("continuing task %d from %s", start, resume_from[0])
+
+    def before_task(task_id: int) -> None:
         log.info("task %d/%d", task_id, num_tasks)
         progress.task, progress.trainer, steps.task = task_id, None, task_id
-        datamodule.setup_task(task_id, cumulative=bool(algorithm.cumulative_data))
-        algorithm.on_task_start(task_id, datamodule)
-        if resume_from is not None:
-            log.info("continuing task %d from %s", task_id, resume_from[0])
-        extra = [KillSwitch(task_id, kill[2])] if kill and kill[:2] == ("step", task_id) else []
-        trainer = build_trainer(cfg, run_dir, task_id, loggers, extra, digest, num_tasks)
-        progress.trainer = trainer
-        ckpt_path = resume_from[0] if resume_from is not None else None
-        trainer.fit(algorithm, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        resume_from = None
-        record_test_results(trainer, components, results, task_id)
+
+    def trainer_for(task_id: int, callbacks: list[pl.Callback]) -> pl.Trainer:
+        if kill and kill[:2] == ("step", task_id):
+            callbacks = [*callbacks, KillSwitch(task_id, kill[2])]
+        progress.trainer = build_trainer(
+            cfg, run_dir, task_id, loggers, callbacks, digest, num_tasks
+        )
+        return progress.trainer
+
+    def after_task(task_id: int, trainer: pl.Trainer) -> None:
         steps.offset += int(trainer.global_step)
-        algorithm.on_task_end(task_id, datamodule)
-        results.set_task_time(task_id, time.monotonic() - task_start)
         if worker:
-            continue  # rank zero writes the results and checkpoints
+            return  # rank zero writes the results and checkpoints
         # the tables after every task; the plots (0.4 s a task) once the run is complete
         results.write(run_dir / RESULTS_DIR, plain, plots=task_id == num_tasks)
         ckpt.save_task_checkpoint(
@@ -297,4 +322,13 @@ def _run(
         shutil.rmtree(ckpt.within_task_dir(run_dir), ignore_errors=True)
         if kill and kill[:2] == ("after_task", task_id):
             kill_now()
-    return results
+
+    return run_tasks(
+        components,
+        trainer_for,
+        range(start, num_tasks + 1),
+        results,
+        resume_from=resume_from[0] if resume_from is not None else None,
+        before_task=before_task,
+        after_task=after_task,
+    )

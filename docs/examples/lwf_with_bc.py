@@ -25,7 +25,9 @@ from clarena.backbones import MLP
 from clarena.cl_algorithms import CLAlgorithm
 from clarena.cl_algorithms.regularizers import BCNewErrorReg, DistillationReg
 from clarena.heads import make_heads
+from clarena.metrics import CLResults
 from clarena.pipelines.quiet import quiet_output
+from clarena.pipelines.task_loop import Components, run_tasks
 
 
 class LwFWithBC(CLAlgorithm):
@@ -58,8 +60,9 @@ class LwFWithBC(CLAlgorithm):
         return terms
 
 
-def _trainer(max_steps: int = -1) -> Trainer:
+def _trainer(max_steps: int, callbacks: list) -> Trainer:
     return Trainer(
+        callbacks=callbacks,
         max_steps=max_steps,
         accelerator="cpu",
         logger=False,
@@ -87,20 +90,24 @@ def main(steps: int = 150, lambda_c: float = 1.0, seed: int = 0) -> dict[str, li
         lambda_c=lambda_c,
     )
     history: dict[str, list[float]] = {"accuracy": [], "negative_flip_rate": []}
-    previous = None
-    for t in range(1, data.num_tasks + 1):
-        data.setup_task(t)
-        algorithm.on_task_start(t, data)
-        _trainer(steps).fit(algorithm, datamodule=data)
-        _trainer().test(algorithm, datamodule=data, verbose=False)
-        algorithm.on_task_end(t, data)
-        out = algorithm.test_outputs[1]  # every task tests on the same held-out digits
-        right = out["preds"] == out["targets"]
+
+    def record(t: int, trainer: Trainer) -> None:
+        # every task tests on the same held-out digits, test task 1
+        right = results.predictions(t, 1) == results.targets(1)
         history["accuracy"].append(right.double().mean().item())
-        flips = 0.0 if previous is None else (previous & ~right).double().mean().item()
+        previous = results.predictions(t - 1, 1) == results.targets(1) if t > 1 else right
+        flips = (previous & ~right).double().mean().item()
         history["negative_flip_rate"].append(flips)
-        previous = right
         print(f"after task {t}: accuracy {history['accuracy'][-1]:.3f}, NFR {flips:.3f}")
+
+    results = CLResults("DataIL")
+    run_tasks(
+        Components(data, algorithm),
+        lambda t, callbacks: _trainer(steps, callbacks),
+        range(1, data.num_tasks + 1),
+        results,
+        after_task=record,
+    )
     return history
 
 

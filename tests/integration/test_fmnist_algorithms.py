@@ -1,8 +1,9 @@
 """The algorithms on real Fashion-MNIST: 5 tasks of 2 classes, the 2×400 MLP, 100 Adam steps a task.
 
-Each run goes through the task loop of the pipeline (setup the task, `on_task_start`, a Lightning
-`Trainer` per task for `fit` and `test`, `on_task_end`) and is scored by the average accuracy over
-the five tasks after the last one. The orderings are asserted with wide margins, not exact numbers.
+Each run goes through the task loop of the pipeline (`run_tasks`: setup the task, `on_task_start`,
+a Lightning `Trainer` per task for `fit` and `test`, `on_task_end`) and is scored by the average
+accuracy over the five tasks after the last one. The orderings are asserted with wide margins,
+not exact numbers.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from lightning import Trainer, seed_everything
 from clarena.backbones import MLP
 from clarena.cl_algorithms import ALGORITHMS
 from clarena.heads import make_heads
+from clarena.pipelines.task_loop import Components, run_tasks
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -24,8 +26,9 @@ DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
 STEPS_PER_TASK = 100
 
 
-def _trainer(max_steps: int = -1) -> Trainer:
+def _trainer(max_steps: int = -1, callbacks=()) -> Trainer:
     return Trainer(
+        callbacks=list(callbacks),
         max_steps=max_steps,
         accelerator="cpu",
         devices=1,
@@ -60,16 +63,14 @@ def _final_average_accuracy(name: str, scenario: str, **kwargs) -> float:
         scenario,
         **kwargs,
     )
-    for t in range(1, 6):
-        datamodule.setup_task(t, cumulative=algorithm.cumulative_data)
-        algorithm.on_task_start(t, datamodule)
-        _trainer(STEPS_PER_TASK).fit(algorithm, datamodule=datamodule)
-        _trainer().test(algorithm, datamodule=datamodule, verbose=False)
-        algorithm.on_task_end(t, datamodule)
-    outputs = algorithm.test_outputs
-    assert sorted(outputs) == [1, 2, 3, 4, 5]
-    accuracies = [(o["preds"] == o["targets"]).double().mean().item() for o in outputs.values()]
-    return sum(accuracies) / len(accuracies)
+    results = run_tasks(
+        Components(datamodule, algorithm),
+        lambda t, callbacks: _trainer(STEPS_PER_TASK, callbacks),
+        range(1, 6),
+    )
+    final = results.accuracy_matrix()[-1]
+    assert final.shape == (5,)
+    return float(final.mean())
 
 
 @pytest.fixture(autouse=True)

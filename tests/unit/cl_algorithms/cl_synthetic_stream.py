@@ -105,7 +105,7 @@ def build_algorithm(name: str, scenario: str, hidden: tuple[int, ...] = (16,), *
     return ALGORITHMS[name](backbone, heads, optimizer, scenario, **kwargs)
 
 
-def make_trainer(max_steps: int = 3):
+def make_trainer(max_steps: int = 3, callbacks=()):
     """A quiet CPU Lightning trainer for a few steps."""
     from lightning import Trainer
 
@@ -119,14 +119,40 @@ def make_trainer(max_steps: int = 3):
         enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_val_batches=0,
+        callbacks=list(callbacks),
     )
 
 
-def run_tasks(algorithm, stream: SyntheticStream, tasks, max_steps: int = 3) -> None:
-    """The pipeline's loop over `tasks` with a real Lightning trainer per task."""
-    for t in tasks:
-        stream.setup_task(t, cumulative=algorithm.cumulative_data)
-        algorithm.on_task_start(t, stream)
-        make_trainer(max_steps).fit(algorithm, train_dataloaders=stream.train_dataloader())
-        make_trainer().test(algorithm, dataloaders=stream.test_dataloader(), verbose=False)
-        algorithm.on_task_end(t, stream)
+def run_tasks(algorithm, stream: SyntheticStream, tasks, max_steps: int = 3):
+    """The pipeline's loop (`clarena.pipelines.task_loop.run_tasks`) over `tasks` with a real
+    Lightning trainer per task; returns the `CLResults`."""
+    from clarena.pipelines.task_loop import Components
+    from clarena.pipelines.task_loop import run_tasks as loop
+
+    return loop(
+        Components(stream, algorithm),
+        lambda t, callbacks: make_trainer(max_steps, callbacks),
+        tasks,
+    )
+
+
+def test_predictions(algorithm, **test_kwargs):
+    """Test `algorithm` (on `datamodule=` or `dataloaders=`) and return its `TaskPredictions`."""
+    from clarena.pipelines.callbacks import RecordPredictions
+
+    recorder = RecordPredictions()
+    make_trainer(callbacks=[recorder]).test(algorithm, verbose=False, **test_kwargs)
+    return recorder.outputs
+
+
+test_predictions.__test__ = False  # a helper, not a test
+
+
+def predict_batches(algorithm, batches):
+    """`test_step` over `(batch, dataloader_idx)` pairs, collected like the pipeline does."""
+    from clarena.metrics.predictions import PredictionLog
+
+    log = PredictionLog()
+    for i, (batch, loader) in enumerate(batches):
+        log.update(algorithm.test_step(batch, i, dataloader_idx=loader))
+    return log.compute()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cl_synthetic_stream import SyntheticStream, build_algorithm, run_tasks
+from cl_synthetic_stream import SyntheticStream, build_algorithm, run_tasks, test_predictions
 
 from clarena.cl_algorithms import ALGORITHMS
 from clarena.heads.heads import SCENARIOS
@@ -22,11 +22,14 @@ def test_supported_pairs_run_two_tasks_and_others_are_refused(name: str, scenari
     torch.manual_seed(0)
     algorithm = build_algorithm(name, scenario)
     stream = SyntheticStream(scenario)
-    run_tasks(algorithm, stream, [1, 2])
+    results = run_tasks(algorithm, stream, [1, 2])
     assert algorithm.task_id == 2
     assert algorithm.fit_device == torch.device("cpu")
-    assert sorted(algorithm.test_outputs) == [1, 2]
-    for t, out in algorithm.test_outputs.items():
+    assert results.num_tasks == 2
+    outputs = test_predictions(algorithm, dataloaders=stream.test_dataloader())
+    assert sorted(outputs) == [1, 2]
+    for t, out in outputs.items():
+        assert torch.equal(out["preds"], results.predictions(2, t))
         n = len(stream.test_sets[t - 1])
         for key in ("preds", "preds_task_aware", "targets"):
             assert out[key].dtype == torch.int64 and out[key].device.type == "cpu"

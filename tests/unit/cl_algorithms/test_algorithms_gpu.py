@@ -12,12 +12,14 @@ from cl_synthetic_stream import SyntheticStream, build_algorithm
 from lightning import Trainer
 
 from clarena.cl_algorithms import ALGORITHMS
+from clarena.pipelines.task_loop import Components, run_tasks
 
 pytestmark = pytest.mark.gpu
 
 
-def _trainer(max_steps: int = -1) -> Trainer:
+def _trainer(max_steps: int = -1, callbacks=()) -> Trainer:
     return Trainer(
+        callbacks=list(callbacks),
         max_steps=max_steps,
         accelerator="gpu",
         devices=1,
@@ -35,16 +37,16 @@ def test_two_tasks_on_cuda(name: str) -> None:
     torch.manual_seed(0)
     algorithm = build_algorithm(name, scenario)
     stream = SyntheticStream(scenario)
-    for t in (1, 2):
-        stream.setup_task(t, cumulative=algorithm.cumulative_data)
-        algorithm.on_task_start(t, stream)
-        trainer = _trainer(4)
-        trainer.fit(algorithm, train_dataloaders=stream.train_dataloader())
-        assert torch.isfinite(trainer.callback_metrics["train/loss"])
-        _trainer().test(algorithm, dataloaders=stream.test_dataloader(), verbose=False)
-        algorithm.on_task_end(t, stream)
+    losses: list[torch.Tensor] = []
+    results = run_tasks(
+        Components(stream, algorithm),
+        lambda t, callbacks: _trainer(4, callbacks),
+        (1, 2),
+        after_task=lambda t, trainer: losses.append(trainer.callback_metrics["train/loss"]),
+    )
+    assert all(torch.isfinite(loss) for loss in losses) and len(losses) == 2
     assert algorithm.fit_device is not None and algorithm.fit_device.type == "cuda"
-    assert sorted(algorithm.test_outputs) == [1, 2]
-    assert all(o["preds"].device.type == "cpu" for o in algorithm.test_outputs.values())
+    assert results.accuracy_matrix().shape == (2, 2)
+    assert results.predictions(2, 1).device.type == "cpu"
     state = algorithm.cl_state_dict()
     assert state["task_id"] == 2

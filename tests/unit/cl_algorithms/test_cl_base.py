@@ -6,7 +6,13 @@ import functools
 
 import pytest
 import torch
-from cl_synthetic_stream import INPUT_SHAPE, SyntheticStream, build_algorithm, run_tasks
+from cl_synthetic_stream import (
+    INPUT_SHAPE,
+    SyntheticStream,
+    build_algorithm,
+    predict_batches,
+    run_tasks,
+)
 
 from clarena.backbones import MLP
 from clarena.cl_algorithms import ALGORITHMS, Finetuning
@@ -61,7 +67,7 @@ def test_a_fresh_optimizer_each_task_over_the_current_parameters_only() -> None:
     assert "h1" not in dict(algorithm.named_children())  # not a submodule: not in state_dict
 
 
-def test_cil_test_outputs_are_task_agnostic_and_task_aware() -> None:
+def test_cil_test_predictions_are_task_agnostic_and_task_aware() -> None:
     algorithm = build_algorithm("finetuning", "CIL")
     stream = SyntheticStream("CIL")
     for t in (1, 2):
@@ -70,12 +76,8 @@ def test_cil_test_outputs_are_task_agnostic_and_task_aware() -> None:
     with torch.no_grad():  # make class 3 win everywhere, class 1 win among task 1's classes
         algorithm.heads.linear.weight.zero_()
         algorithm.heads.linear.bias.copy_(torch.tensor([0.0, 1.0, 0.5, 2.0]))
-    algorithm.on_test_epoch_start()
-    for loader in stream.test_dataloader():
-        for i, batch in enumerate(loader):
-            algorithm.test_step(batch, i)
-    algorithm.on_test_epoch_end()
-    out = algorithm.test_outputs
+    batches = [(batch, 0) for loader in stream.test_dataloader() for batch in loader]
+    out = predict_batches(algorithm, batches)
     assert sorted(out) == [1, 2]
     assert out[1]["preds"].unique().tolist() == [3]
     assert out[1]["preds_task_aware"].unique().tolist() == [1]
@@ -88,13 +90,11 @@ def test_tasks_the_heads_do_not_know_yet_are_not_tested() -> None:
     stream = SyntheticStream("TIL")
     stream.setup_task(1)
     algorithm.on_task_start(1, stream)
-    algorithm.on_test_epoch_start()
+    batches = []
     for t in (1, 2):  # a dataset testing every task (forward transfer) also serves task 2
         loader = torch.utils.data.DataLoader(stream.test_sets[t - 1], batch_size=5)
-        for i, batch in enumerate(loader):
-            algorithm.test_step(batch, i, dataloader_idx=t - 1)
-    algorithm.on_test_epoch_end()
-    assert sorted(algorithm.test_outputs) == [1]
+        batches += [(batch, t - 1) for batch in loader]
+    assert sorted(predict_batches(algorithm, batches)) == [1]
 
 
 SCENARIO_FOR = {name: "CIL" for name in ALGORITHMS} | {

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cl_synthetic_stream import SyntheticStream, build_algorithm, run_tasks
+from cl_synthetic_stream import SyntheticStream, build_algorithm, predict_batches, run_tasks
 from torch import nn
 
 from clarena.cl_algorithms import ICaRL
@@ -82,9 +82,7 @@ def _test_once(algorithm: ICaRL, x: torch.Tensor, task: int) -> dict[str, torch.
     inputs.view(len(x), 16)[:, :2] = x
     batch = (inputs, torch.zeros(len(x), dtype=torch.long), torch.full((len(x),), task))
     algorithm.on_test_epoch_start()
-    algorithm.test_step(batch, 0)
-    algorithm.on_test_epoch_end()
-    return algorithm.test_outputs[task]
+    return predict_batches(algorithm, [(batch, 0)])[task]
 
 
 @pytest.mark.parametrize("scenario", ["CIL", "TIL"])
