@@ -346,42 +346,37 @@ def callback_nodes(cfg: DictConfig) -> dict[str, DictConfig]:
 
 
 def dry_build(cfg: DictConfig) -> None:
-    """Construct the dataset (without reading files), backbone, heads and algorithm once.
+    """Construct the dataset (without reading files), backbone, heads and algorithm once, with the
+    run's own wiring (`clarena.pipelines.components.build_components`).
 
     Their constructors validate their arguments (an algorithm refusing a scenario, a BC algorithm
     without the replay buffer a scenario needs, a bad `data_root`, ...); running them here turns
     those refusals into a `ConfigError` before any folder is created.
     """
-    from hydra.utils import instantiate
+    from clarena.pipelines.components import build_components
 
-    from clarena.heads import make_heads
-    from clarena.pipelines.errors import one_line
+    build_components(cfg, load_data=False)
 
-    stage = "cl_dataset"
-    try:
-        datamodule = instantiate(cfg.cl_dataset)
-        stage = "backbone"
-        backbone = instantiate(cfg.backbone, input_shape=tuple(datamodule.input_shape))
-        heads = make_heads(cfg.scenario, backbone.output_dim)
-        stage = "optimizer"
-        optimizer = instantiate(cfg.optimizer)
-        stage = "cl_algorithm"
-        instantiate(
-            cfg.cl_algorithm,
-            backbone=backbone,
-            heads=heads,
-            optimizer=optimizer,
-            scenario=cfg.scenario,
-        )
-    except Exception as exc:  # every constructor refusal is bad input
-        message = one_line(exc)
-        for prefix in ("ValueError: ", "TypeError: "):
-            message = message.removeprefix(prefix)
-        raise ConfigError(f"{stage}: {message}") from exc
+
+_VALIDATED: dict[str, bool] = {}
+"""`validation_key` → whether the components were built, of the configs this process validated."""
+
+
+def validation_key(cfg: DictConfig) -> str:
+    """A digest of the config as composed (interpolations unresolved), without `output_dir` and
+    Hydra's own node: the same for `clarena train`'s pre-flight check and the job it launches."""
+    import hashlib
+    import json
+
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(plain, dict)
+    kept = {k: v for k, v in plain.items() if k not in {"output_dir", "hydra"}}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def validate_config(cfg: DictConfig, build: bool = True) -> None:
-    """Check a composed config before anything runs.
+    """Check a composed config before anything runs, once per process: a config already validated
+    (by `clarena train`'s pre-flight check, before Hydra launched the job) is not checked again.
 
     Args:
         cfg: The composed config.
@@ -390,6 +385,9 @@ def validate_config(cfg: DictConfig, build: bool = True) -> None:
     Raises:
         ConfigError: One line naming the cause and the fix.
     """
+    key = validation_key(cfg)
+    if _VALIDATED.get(key, False) or (key in _VALIDATED and not build):
+        return
     _check_top_level(cfg)
     for group in REQUIRED_GROUPS:
         check_target_node(cfg[group], group, PASSED_BY_PIPELINE.get(group, ()))
@@ -402,6 +400,7 @@ def validate_config(cfg: DictConfig, build: bool = True) -> None:
         import_target(str(node._target_), f"logger.{name}")
         if name in LOGGER_PACKAGES:
             _require_logger_package(name)
+    _VALIDATED[key] = build
 
 
 #: The package each optional logger needs (Lightning imports them lazily, on first use).

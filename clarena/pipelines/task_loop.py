@@ -37,7 +37,6 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from clarena.core.files import atomic_write_text
-from clarena.heads import make_heads
 from clarena.metrics import CLResults
 from clarena.pipelines import checkpoint as ckpt
 from clarena.pipelines import ddp
@@ -49,6 +48,7 @@ from clarena.pipelines.callbacks import (
     kill_now,
     kill_point,
 )
+from clarena.pipelines.components import Components, build_components
 from clarena.pipelines.config import callback_nodes, logger_nodes, to_plain
 from clarena.pipelines.errors import ConfigError
 from clarena.pipelines.loggers import CSVLogger, TaskSteps
@@ -75,34 +75,6 @@ class Progress:
     def step(self) -> int:
         """The optimizer steps done in the current task."""
         return int(self.trainer.global_step) if self.trainer is not None else 0
-
-
-@dataclass
-class Components:
-    """What a run is made of: the dataset and the algorithm (with its backbone and heads)."""
-
-    datamodule: Any
-    algorithm: Any
-
-
-def build_components(cfg: DictConfig) -> Components:
-    """Instantiate the dataset, backbone, heads, optimizer factory and algorithm of `cfg`.
-
-    The dataset's files are loaded here, so a missing dataset stops the run before any training.
-    """
-    datamodule = instantiate(cfg.cl_dataset)
-    datamodule.prepare_data()
-    backbone = instantiate(cfg.backbone, input_shape=tuple(datamodule.input_shape))
-    heads = make_heads(cfg.scenario, backbone.output_dim)
-    optimizer = instantiate(cfg.optimizer)
-    algorithm = instantiate(
-        cfg.cl_algorithm,
-        backbone=backbone,
-        heads=heads,
-        optimizer=optimizer,
-        scenario=cfg.scenario,
-    )
-    return Components(datamodule, algorithm)
 
 
 def build_loggers(cfg: DictConfig) -> list[Any]:

@@ -157,3 +157,26 @@ def test_bad_input_is_one_line_naming_the_cause(overrides: list[str], message: s
     text = str(info.value)
     assert "\n" not in text
     assert message in text
+
+
+def test_a_config_is_validated_once_per_process(tmp_path, monkeypatch) -> None:
+    """`clarena train` checks the config before Hydra launches the job; the job's config (the same
+    composition, with the fresh `output_dir`) is not checked again, another config is."""
+    from clarena.pipelines import config
+    from clarena.pipelines.train import prepare
+
+    monkeypatch.setattr(config, "_VALIDATED", {})
+    checks: list[int] = []
+    real = config._check_top_level
+    monkeypatch.setattr(config, "_check_top_level", lambda cfg: checks.append(1) or real(cfg))
+    base = ["cl_dataset.num_tasks=2", f"output_dir={tmp_path / 'run'}"]
+    overrides = prepare(base, multirun=False)
+    assert checks == [1]
+    job = config.compose_config(overrides)  # what Hydra composes for the job
+    config.validate_config(job, build=False)
+    config.validate_config(job)
+    assert checks == [1]
+    config.validate_config(config.compose_config([*base, "seed=9"]), build=False)
+    assert checks == [1, 1]
+    with pytest.raises(ConfigError, match="does not support scenario"):
+        config.validate_config(config.compose_config([*base, "cl_algorithm=hat", "scenario=CIL"]))
