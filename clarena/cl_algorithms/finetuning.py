@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
-from torch import Tensor
+from typing import Any
 
-from clarena.cl_algorithms.base import Batch, CLAlgorithm
+from clarena.cl_algorithms.composed import Composed
+from clarena.cl_algorithms.terms import CrossEntropy
 
 
-class Finetuning(CLAlgorithm):
+class Finetuning(Composed):
     """Plain cross-entropy on the current task's data: $\\mathcal{L} = \\mathrm{CE}(f(x), y)$.
 
-    Supports every scenario. Loss terms: `ce`.
+    A composition of the one term `ce` (`terms.CrossEntropy`). Supports every scenario. Loss
+    terms: `ce`.
+
+    Args:
+        *args: `backbone, heads, optimizer, scenario` as `CLAlgorithm`.
+        **kwargs: as `CLAlgorithm`.
     """
 
-    def loss_terms(self, batch: Batch) -> dict[str, Tensor]:
-        """Cross-entropy of the current batch."""
-        x, y, task_ids = batch
-        return {"ce": F.cross_entropy(self(x, task_ids), y)}
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, terms={"ce": CrossEntropy()}, **kwargs)

@@ -23,6 +23,7 @@ themselves and take part in the task hooks and the checkpoint.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -132,15 +133,31 @@ class Distillation(Term):
     on the current batch, over h1's old outputs: in TIL each old task's head (summed over the
     heads), in CIL the classes h1 knows, in DIL / DataIL the shared head. 0 on the first task.
 
+    Two switches reproduce the weighting of the reference implementation of van de Ven et al.
+    (2022): `distill_new_classes` (CIL: the student's softmax over every class so far, the
+    teacher's probability of the new classes 0, as its zero-padded targets) and `count_old_tasks`
+    (DIL / DataIL: the term times the number of earlier tasks, $t - 1$, as it counts the shared
+    head once per earlier context).
+
     Args:
         regularizer: a `DistillationReg` (or any module `forward(student, teacher)`).
+        distill_new_classes: in CIL, distil over every class so far with zero target probability
+            on the classes h1 does not know (default: over h1's classes only).
+        count_old_tasks: in DIL / DataIL, multiply the term by the number of earlier tasks.
     """
 
     needs = frozenset({"h1"})
 
-    def __init__(self, regularizer: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        regularizer: nn.Module | None = None,
+        distill_new_classes: bool = False,
+        count_old_tasks: bool = False,
+    ) -> None:
         super().__init__()
         self.regularizer = DistillationReg(1.0, 2.0) if regularizer is None else regularizer
+        self.distill_new_classes = bool(distill_new_classes)
+        self.count_old_tasks = bool(count_old_tasks)
 
     def forward(self, ctx: StepContext) -> Tensor:
         """The distillation of h1's old outputs (see the class docstring)."""
@@ -148,7 +165,8 @@ class Distillation(Term):
         if h1 is None:
             return ctx.logits.new_zeros(())
         old_features = ctx.h1_features
-        heads = ctx.algorithm.heads
+        algorithm = ctx.algorithm
+        heads = algorithm.heads
         if isinstance(heads, TaskHeads) and isinstance(h1.heads, TaskHeads):
             total = ctx.logits.new_zeros(())
             for t in sorted(h1.heads.task_classes):
@@ -158,7 +176,16 @@ class Distillation(Term):
             return total
         with torch.no_grad():
             teacher = h1.heads(old_features, ctx.task_ids)
-        return self.regularizer(ctx.logits[:, : teacher.shape[1]], teacher)
+        old, logits = teacher.shape[1], ctx.logits
+        if self.distill_new_classes and algorithm.scenario == "CIL" and logits.shape[1] > old:
+            # the new classes get target probability exactly 0 (softmax of -inf)
+            padding = teacher.new_full((teacher.shape[0], logits.shape[1] - old), -math.inf)
+            value = self.regularizer(logits, torch.cat([teacher, padding], 1))
+        else:
+            value = self.regularizer(logits[:, :old], teacher)
+        if self.count_old_tasks and algorithm.scenario in ("DIL", "DataIL"):
+            value = value * (algorithm.task_id - 1)
+        return value
 
 
 class LogitReplay(Term):

@@ -140,7 +140,7 @@ def test_lwf_class_il_distils_over_every_class_with_zero_targets_for_new_ones() 
     q = torch.cat([F.softmax(teacher / 2, 1), torch.zeros(x.shape[0], 2)], 1)
     by_hand = -(q * F.log_softmax(student / 2, 1)).sum(1).mean()
     torch.testing.assert_close(lwf.loss_terms((x, y, task_ids))["distillation"], by_hand)
-    lwf.distill_new_classes = False  # the default: over h1's 4 classes only
+    lwf.terms["distillation"].distill_new_classes = False  # the default: over h1's 4 classes only
     old_only = -(F.softmax(teacher / 2, 1) * F.log_softmax(student[:, :4] / 2, 1)).sum(1).mean()
     torch.testing.assert_close(lwf.loss_terms((x, y, task_ids))["distillation"], old_only)
 
@@ -148,5 +148,5 @@ def test_lwf_class_il_distils_over_every_class_with_zero_targets_for_new_ones() 
 def test_lwf_domain_il_counts_the_shared_head_once_per_earlier_task() -> None:
     lwf, batch = _lwf_on_task_2("DIL", count_old_tasks=True)
     counted = lwf.loss_terms(batch)["distillation"]
-    lwf.count_old_tasks = False
+    lwf.terms["distillation"].count_old_tasks = False
     torch.testing.assert_close(counted, 2 * lwf.loss_terms(batch)["distillation"])
