@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from clarena.cl_algorithms.base import Batch, CLAlgorithm
+from clarena.cl_algorithms.class_memory import ClassMemory
 from clarena.cl_algorithms.replay_buffer import ReplayBuffer
 from clarena.cl_algorithms.snapshot import Snapshot
 from clarena.cl_algorithms.terms import NEEDS, CrossEntropy, Term
@@ -51,8 +52,12 @@ class StepContext:
         self.x, self.y, self.task_ids = batch
         n = self.x.shape[0]
         self.replay: dict[str, Tensor] | None = None
-        if algorithm.buffer is not None and "replay" in algorithm.needs:
-            drawn = algorithm.buffer.sample(algorithm.replay_batch_size or n)
+        size = algorithm.replay_batch_size or n
+        if algorithm.class_memory is not None:
+            if algorithm.class_memory:
+                self.replay = algorithm.class_memory.sample(size, self.x.device)
+        elif algorithm.buffer is not None and "replay" in algorithm.needs:
+            drawn = algorithm.buffer.sample(size)
             if drawn is not None:
                 self.replay = {k: v.to(self.x.device) for k, v in drawn.items()}
         if self.replay is None:
@@ -134,10 +139,13 @@ class Composed(CLAlgorithm):
     Args:
         terms: name → `Term`; default `{"ce": CrossEntropy()}` (Finetuning).
         buffer_size: the replay buffer's capacity; must be > 0 when a term needs replay (it is
-            not built otherwise).
+            not built otherwise) and there is no `budget_per_class`.
         replay_batch_size: samples drawn from the buffer per step (default: the batch size).
         class_balanced: use class-balancing reservoir sampling.
         buffer_seed: seed of the buffer's own random generator.
+        budget_per_class: replay from a `ClassMemory` instead of the reservoir buffer: this many
+            random samples of each class, stored at the end of each task (the reference
+            implementation of van de Ven et al. 2022).
         *args: `backbone, heads, optimizer, scenario` as `CLAlgorithm`.
         **kwargs: as `CLAlgorithm` (`lr_scheduler`).
 
@@ -154,6 +162,7 @@ class Composed(CLAlgorithm):
         replay_batch_size: int | None = None,
         class_balanced: bool = False,
         buffer_seed: int = 0,
+        budget_per_class: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -184,7 +193,15 @@ class Composed(CLAlgorithm):
                 f"Composed: replay_batch_size must be positive, got {replay_batch_size}."
             )
         self.buffer: ReplayBuffer | None = None
-        if needs & {"replay", "stored_logits"}:
+        self.class_memory: ClassMemory | None = None
+        if budget_per_class is not None:
+            if "stored_logits" in needs or "replay" not in needs:
+                raise ValueError(
+                    "Composed: budget_per_class needs a term that replays samples and none that "
+                    "replays stored logits; drop budget_per_class or use buffer_size."
+                )
+            self.class_memory = ClassMemory(budget_per_class, self.scenario == "TIL", buffer_seed)
+        elif needs & {"replay", "stored_logits"}:
             if buffer_size <= 0:
                 users = [n for n, t in terms.items() if t.requirements(self.scenario) & {"replay"}]
                 raise ValueError(
@@ -212,8 +229,10 @@ class Composed(CLAlgorithm):
             term.on_task_start(self, task_id, datamodule)
 
     def on_task_end(self, task_id: int, datamodule: Any) -> None:
-        """Each term's task end (importances, anchors)."""
+        """The class memory's new samples, then each term's task end (importances, anchors)."""
         super().on_task_end(task_id, datamodule)
+        if self.class_memory is not None:
+            self.class_memory.add_task(datamodule.train_dataloader())
         for _, term in self._named_terms():
             term.on_task_end(self, task_id, datamodule)
 
@@ -236,16 +255,21 @@ class Composed(CLAlgorithm):
             term.after_optimizer_step(self)
 
     def extra_cl_state(self) -> dict[str, Any]:
-        """The replay buffer (None without one) and each term's own state."""
-        return {
+        """The replay buffer (None without one), the class memory and each term's own state."""
+        state = {
             "buffer": None if self.buffer is None else self.buffer.state_dict(),
             "terms": {name: term.cl_state() for name, term in self._named_terms()},
         }
+        if self.class_memory is not None:
+            state["class_memory"] = self.class_memory.state_dict()
+        return state
 
     def load_extra_cl_state(self, state: Mapping[str, Any]) -> None:
         """Restore the buffer and the terms' states."""
         if self.buffer is not None and state.get("buffer") is not None:
             self.buffer.load_state_dict(state["buffer"])
+        if self.class_memory is not None:
+            self.class_memory.load_state_dict(state["class_memory"])
         saved = state.get("terms", {})
         for name, term in self._named_terms():
             if name in saved:

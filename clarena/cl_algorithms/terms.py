@@ -87,45 +87,69 @@ class Term(nn.Module):
         """Restore what `cl_state` saved."""
 
 
+WEIGHTINGS: tuple[str, ...] = ("sum", "1/t")
+"""How the current and the replayed cross-entropy share the objective: `"sum"` (each with its own
+factor) or `"1/t"` (on task $t$, once a batch is replayed, $\\frac{1}{t}$ for the current batch
+and $1 - \\frac{1}{t}$ for the replayed one, as the reference implementation of van de Ven et
+al. 2022 weighs them)."""
+
+
+def _check_weighting(weighting: str, who: str) -> str:
+    if weighting not in WEIGHTINGS:
+        raise ValueError(
+            f"{who}: weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}."
+        )
+    return weighting
+
+
 class CrossEntropy(Term):
     """`weight` · cross-entropy of the current batch's logits and labels.
 
     Args:
         weight: the factor of the term.
+        weighting: `"sum"`, or `"1/t"` (times $\\frac{1}{t}$ when a batch is replayed).
     """
 
-    def __init__(self, weight: float = 1.0) -> None:
+    def __init__(self, weight: float = 1.0, weighting: str = "sum") -> None:
         super().__init__()
         self.weight = float(weight)
+        self.weighting = _check_weighting(weighting, "CrossEntropy")
 
     def forward(self, ctx: StepContext) -> Tensor:
         """$w \\cdot \\mathrm{CE}(f(x), y)$."""
         value = F.cross_entropy(ctx.logits, ctx.y)
+        if self.weighting == "1/t" and ctx.replay is not None:
+            value = (1 / ctx.algorithm.task_id) * value
         return value if self.weight == 1.0 else self.weight * value
 
 
 class ReplayCrossEntropy(Term):
-    """`weight` · cross-entropy of the replayed batch (ER's replay term); 0 while the buffer is
-    empty.
+    """`weight` · cross-entropy of the replayed batch (ER's replay term); 0 while nothing can be
+    replayed.
 
     Args:
         weight: $\\beta$, the factor of the term.
+        weighting: `"sum"`, or `"1/t"` (times $1 - \\frac{1}{t}$).
     """
 
     needs = frozenset({"replay"})
 
-    def __init__(self, weight: float = 1.0) -> None:
+    def __init__(self, weight: float = 1.0, weighting: str = "sum") -> None:
         super().__init__()
         if not weight >= 0:
             raise ValueError(f"ReplayCrossEntropy: weight must be ≥ 0, got {weight}.")
         self.weight = float(weight)
+        self.weighting = _check_weighting(weighting, "ReplayCrossEntropy")
 
     def forward(self, ctx: StepContext) -> Tensor:
         """$\\beta \\cdot \\mathrm{CE}(f(x_b), y_b)$."""
         if ctx.replay is None:
             return ctx.logits.new_zeros(())
         assert ctx.replay_logits is not None  # set together with ctx.replay
-        return self.weight * F.cross_entropy(ctx.replay_logits, ctx.replay["y"])
+        value = self.weight * F.cross_entropy(ctx.replay_logits, ctx.replay["y"])
+        if self.weighting == "1/t":
+            value = (1 - 1 / ctx.algorithm.task_id) * value
+        return value
 
 
 class Distillation(Term):

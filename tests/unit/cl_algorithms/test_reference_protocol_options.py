@@ -117,7 +117,7 @@ def test_er_class_memory_with_reference_weights() -> None:
     torch.testing.assert_close(terms["ce"], F.cross_entropy(logits[:n], y) / 3)
     replay_ce = F.cross_entropy(logits[n:], replay["y"])
     torch.testing.assert_close(terms["replay_ce"], (2 / 3) * 2.0 * replay_ce)
-    assert len(er.buffer) == 0  # the reservoir is not used
+    assert er.buffer is None  # no reservoir
     with pytest.raises(ValueError, match="weighting must be one of sum, 1/t"):
         build_algorithm("er", "CIL", weighting="mean")
 
