@@ -113,7 +113,9 @@ def study_run(run_dir: Path, results_dir: Path, data: dict[str, Any]) -> StudyRu
     """Reduce one run's `metrics.json` contents (with its config) to a `StudyRun`.
 
     Raises:
-        ValueError: when the file holds no scenario or summary.
+        ValueError: when the file holds no scenario or summary, or the run trained fewer tasks
+            than its dataset has (a run in progress or interrupted: its results are written after
+            every task, and would count as final).
     """
     config = _dict_or_empty(data.get("config"))
     summary = data.get("summary")
@@ -122,6 +124,11 @@ def study_run(run_dir: Path, results_dir: Path, data: dict[str, Any]) -> StudyRu
         raise ValueError("no scenario or summary in metrics.json")
     algorithm = _dict_or_empty(config.get("cl_algorithm"))
     dataset = _dict_or_empty(config.get("cl_dataset"))
+    trained, planned = data.get("num_tasks"), dataset.get("num_tasks")
+    if isinstance(trained, int) and isinstance(planned, int) and trained < planned:
+        raise ValueError(
+            f"unfinished: {trained} of {planned} tasks trained (a run in progress or interrupted)"
+        )
     seed = config.get("seed")
     return StudyRun(
         run_dir=run_dir,

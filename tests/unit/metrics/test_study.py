@@ -141,3 +141,17 @@ def test_a_folder_without_runs_is_one_line_exit_2(tmp_path: Path, capsys) -> Non
     assert report.main([str(tmp_path), "--study"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no finished run under" in err
+
+
+def test_a_run_still_in_progress_is_left_out_and_named(study_dir: Path) -> None:
+    """Results are written after every task: a run that trained 2 of its 5 tasks would count its
+    accuracy after task 2 as final. It is skipped, and the page says why."""
+    unfinished = _run(study_dir / "er_seed4", "clarena.cl_algorithms.ER", 4, 0.99, 0.0, 0.0)
+    data = json.loads((unfinished / "results" / "metrics.json").read_text())
+    data["config"]["cl_dataset"]["num_tasks"] = 5
+    (unfinished / "results" / "metrics.json").write_text(json.dumps(data))
+    assert report.main([str(study_dir), "--study"]) == 0
+    rows = list(csv.DictReader((study_dir / "study_report" / "study.csv").open()))
+    assert {r["method"]: r["num_seeds"] for r in rows} == {"EWC": "2", "ER": "2"}
+    page = (study_dir / "study_report" / "report.html").read_text()
+    assert "unfinished: 2 of 5 tasks trained" in page
