@@ -150,3 +150,11 @@ def test_lwf_domain_il_counts_the_shared_head_once_per_earlier_task() -> None:
     counted = lwf.loss_terms(batch)["distillation"]
     lwf.terms["distillation"].count_old_tasks = False
     torch.testing.assert_close(counted, 2 * lwf.loss_terms(batch)["distillation"])
+
+
+def test_a_class_memory_needs_a_term_that_replays_samples() -> None:
+    from clarena.cl_algorithms.terms import CrossEntropy, LogitReplay
+
+    for terms in ({"ce": CrossEntropy()}, {"ce": CrossEntropy(), "der": LogitReplay()}):
+        with pytest.raises(ValueError, match="budget_per_class needs a term that replays"):
+            build_algorithm("composed", "CIL", terms=terms, budget_per_class=3)
