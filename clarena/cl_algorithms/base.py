@@ -241,6 +241,10 @@ class CLAlgorithm(LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_factory(optimizer)}
 
     # ------------------------------------------------------------------ test
+    def test_logits(self, x: Tensor, task_ids: Tensor) -> Tensor:
+        """The scores `test_step` predicts from (default: `forward`; iCaRL: nearest mean)."""
+        return self(x, task_ids)
+
     @torch.no_grad()
     def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> Any:
         """Predict a test batch and return, per task, the task-agnostic predictions (`preds`,
@@ -257,7 +261,7 @@ class CLAlgorithm(LightningModule):
                 return {}
             known = known.to(task_ids.device)
             x, y, task_ids = x[known], y[known], task_ids[known]
-        logits = self(x, task_ids)
+        logits = self.test_logits(x, task_ids)
         self.log("test/acc", (logits.argmax(1) == y).float().mean(), batch_size=x.shape[0])
         return task_predictions(logits, y, task_ids, self.heads.class_range)
 

@@ -141,7 +141,6 @@ class ICaRL(CLAlgorithm):
         self._datamodule: Any = None
         self.task_samples = 0
         """$N$, the current task's training samples (counted at the task's start)."""
-        self._classify_by_means = False
 
     # ------------------------------------------------------------------ training
     def on_task_start(self, task_id: int, datamodule: Any) -> None:
@@ -295,25 +294,17 @@ class ICaRL(CLAlgorithm):
             )
         return scores
 
-    def forward(self, x: Tensor, task_ids: Tensor) -> Tensor:
-        """The heads' logits; in `test_step`, the nearest-mean scores instead."""
-        if self._classify_by_means:
+    def test_logits(self, x: Tensor, task_ids: Tensor) -> Tensor:
+        """With `nearest_mean`, the nearest-mean-of-exemplars scores; else the heads' logits."""
+        if self.nearest_mean:
             return self.nearest_mean_logits(self.backbone(x), task_ids)
-        return super().forward(x, task_ids)
+        return super().test_logits(x, task_ids)
 
     def on_test_epoch_start(self) -> None:
         """Make sure the memory includes the current task, then the base set-up."""
         if self.nearest_mean and self.task_id > 0:
             self.update_memory()
         super().on_test_epoch_start()
-
-    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> Any:
-        """The base `test_step`, predicting by the nearest mean of exemplars (`nearest_mean`)."""
-        self._classify_by_means = self.nearest_mean
-        try:
-            return super().test_step(batch, batch_idx, dataloader_idx)
-        finally:
-            self._classify_by_means = False
 
     # ------------------------------------------------------------------ checkpoint
     def extra_cl_state(self) -> dict[str, Any]:

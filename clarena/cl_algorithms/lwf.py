@@ -23,9 +23,9 @@ class LwF(Composed):
     (`terms.Distillation`), so `configs/cl_algorithm/lwf.yaml` equals a `Composed` of those two.
 
     The reference implementation of van de Ven et al. (2022) weighs its LwF differently in two
-    places, which the two switches below reproduce: in CIL its student's softmax runs over every class so far, the teacher's
-    probability of the new classes being 0; in DIL it counts the shared head once per earlier
-    task, i.e. multiplies the term by $t - 1$.
+    places, which the two switches below reproduce: in CIL its student's softmax runs over every
+    class so far, the teacher's probability of the new classes being 0; in DIL it counts the
+    shared head once per earlier task, i.e. multiplies the term by $t - 1$.
 
     Args:
         distillation_factor: the factor $\\lambda_o$ of the distillation term.
