@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from torch import nn
+from typing import Any
 
-from clarena.cl_algorithms.bc_base import BCAlgorithm
+from clarena.cl_algorithms.bc_base import BCAlgorithm, check_multiclass_loss
 from clarena.cl_algorithms.regularizers import BCNewErrorReg
 
 
@@ -20,6 +20,8 @@ class BCNewError(BCAlgorithm):
         **kwargs: as `clarena.cl_algorithms.bc_base.BCAlgorithm` (replay buffer options).
     """
 
-    def make_regularizer(self, loss: str, lambda_c: float) -> nn.Module:
-        """`BCNewErrorReg(loss, lambda_c)`."""
-        return BCNewErrorReg(loss, lambda_c)
+    def __init__(
+        self, *args: Any, loss: str = "cross_entropy", lambda_c: float = 1.0, **kwargs: Any
+    ) -> None:
+        check_multiclass_loss("BCNewError", loss)
+        super().__init__(*args, regularizer=BCNewErrorReg(loss, lambda_c), **kwargs)

@@ -14,7 +14,7 @@ See `docs/composing.md` and `clarena.cl_algorithms.terms`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -25,15 +25,20 @@ from clarena.cl_algorithms.replay_buffer import ReplayBuffer
 from clarena.cl_algorithms.snapshot import Snapshot
 from clarena.cl_algorithms.terms import NEEDS, CrossEntropy, Term
 
+REPLAY_FORWARDS: tuple[str, ...] = ("joint", "separate")
+"""How the current and the replayed batch go through the model (see `StepContext`)."""
+
 
 class StepContext:
     """What the terms of one training step share, each piece computed at most once.
 
-    On construction: a replayed batch is drawn from the buffer (when a term needs replay and the
-    buffer holds samples) and the model runs once on the current batch, concatenated with the
-    replayed one (as `ER` does). h1's backbone runs at most once, without gradient, on the
-    first request, over the current batch (when a term needs `"h1"`) and the replayed one (when a
-    term needs `"h1_replay"`).
+    On construction: a replayed batch is drawn from the buffer (when a term needs `"replay"` and
+    the buffer holds samples) and the model runs on the current batch and the replayed one: in one
+    pass over both concatenated (`replay_forward="joint"`, as `ER` does; BatchNorm sees both) or in
+    two (`"separate"`, the current batch first, as `DER` does). h1's backbone runs at most once,
+    without gradient, on the first request, over the current batch (when a term needs `"h1"`) and
+    the replayed one (when a term needs `"h1_replay"`). A term needing `"extra_replay"` draws a
+    batch of its own with `draw_replay` (DER++'s second, independent draw).
 
     Attributes:
         algorithm: the `Composed` algorithm.
@@ -45,26 +50,23 @@ class StepContext:
         replay: the replayed batch (`x`, `y`, `task_ids`, and `logits`, `logit_widths` when the
             buffer stores logits), or None.
         replay_logits: the model's logits of the replayed inputs, or None.
+        replay_draws: how many batches were drawn from the buffer in this step.
     """
 
     def __init__(self, algorithm: Composed, batch: Batch) -> None:
         self.algorithm = algorithm
         self.x, self.y, self.task_ids = batch
         n = self.x.shape[0]
-        self.replay: dict[str, Tensor] | None = None
-        size = algorithm.replay_batch_size or n
-        if algorithm.class_memory is not None:
-            if algorithm.class_memory:
-                self.replay = algorithm.class_memory.sample(size, self.x.device)
-        elif algorithm.buffer is not None and "replay" in algorithm.needs:
-            drawn = algorithm.buffer.sample(size)
-            if drawn is not None:
-                self.replay = {k: v.to(self.x.device) for k, v in drawn.items()}
-        if self.replay is None:
+        self.replay_draws = 0
+        self.replay = self._draw() if "replay" in algorithm.needs else None
+        self.replay_features: Tensor | None = None
+        self.replay_logits: Tensor | None = None
+        if self.replay is None or algorithm.replay_forward == "separate":
             self.features = algorithm.backbone(self.x)
             self.logits = algorithm.heads(self.features, self.task_ids)
-            self.replay_features: Tensor | None = None
-            self.replay_logits: Tensor | None = None
+            if self.replay is not None:
+                self.replay_features = algorithm.backbone(self.replay["x"])
+                self.replay_logits = algorithm.heads(self.replay_features, self.replay["task_ids"])
         else:
             xs = torch.cat([self.x, self.replay["x"]])
             ts = torch.cat([self.task_ids, self.replay["task_ids"]])
@@ -75,6 +77,33 @@ class StepContext:
         self._h1_features: tuple[Tensor | None, Tensor | None] | None = None
         self.h1_backbone_calls = 0
         """How many times h1's backbone ran in this step (0 or 1)."""
+
+    def _draw(self) -> dict[str, Tensor] | None:
+        """A batch from the class memory or the buffer on the batch's device (None while empty)."""
+        algorithm = self.algorithm
+        size = algorithm.replay_batch_size or self.x.shape[0]
+        drawn: dict[str, Tensor] | None = None
+        if algorithm.class_memory is not None:
+            if algorithm.class_memory:
+                drawn = algorithm.class_memory.sample(size, self.x.device)
+        elif algorithm.buffer is not None:
+            sample = algorithm.buffer.sample(size)
+            if sample is not None:
+                drawn = {k: v.to(self.x.device) for k, v in sample.items()}
+        if drawn is not None:
+            self.replay_draws += 1
+        return drawn
+
+    def draw_replay(self) -> tuple[dict[str, Tensor], Tensor] | None:
+        """Another replayed batch, drawn independently of `replay`, and the model's logits of it
+        (one more forward pass); None while the buffer is empty. For a term needing
+        `"extra_replay"`."""
+        if "extra_replay" not in self.algorithm.needs:
+            raise ValueError("Composed: draw_replay, but no term declared 'extra_replay'.")
+        drawn = self._draw()
+        if drawn is None:
+            return None
+        return drawn, self.algorithm(drawn["x"], drawn["task_ids"])
 
     @property
     def h1(self) -> Snapshot | None:
@@ -146,6 +175,8 @@ class Composed(CLAlgorithm):
         budget_per_class: replay from a `ClassMemory` instead of the reservoir buffer: this many
             random samples of each class, stored at the end of each task (the reference
             implementation of van de Ven et al. 2022).
+        replay_forward: `"joint"` (the current and replayed batch in one forward pass) or
+            `"separate"` (one pass each, the current batch first).
         *args: `backbone, heads, optimizer, scenario` as `CLAlgorithm`.
         **kwargs: as `CLAlgorithm` (`lr_scheduler`).
 
@@ -163,16 +194,24 @@ class Composed(CLAlgorithm):
         class_balanced: bool = False,
         buffer_seed: int = 0,
         budget_per_class: int | None = None,
+        replay_forward: str = "joint",
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        who = type(self).__name__
+        if replay_forward not in REPLAY_FORWARDS:
+            raise ValueError(
+                f"{who}: replay_forward must be one of {', '.join(REPLAY_FORWARDS)}, got "
+                f"{replay_forward!r}."
+            )
+        self.replay_forward = replay_forward
         terms = {"ce": CrossEntropy()} if terms is None else {str(k): v for k, v in terms.items()}
         if not terms:
             raise ValueError("Composed: terms is empty; give at least one term, e.g. ce.")
         for name, term in terms.items():
             if not isinstance(term, Term):
                 raise ValueError(
-                    f"Composed: term {name!r} is a {type(term).__name__}, not a Term; wrap the "
+                    f"{who}: term {name!r} is a {type(term).__name__}, not a Term; wrap the "
                     "regularizer in a term of clarena.cl_algorithms.terms (e.g. "
                     "terms.Distillation(regularizer=...))."
                 )
@@ -182,31 +221,32 @@ class Composed(CLAlgorithm):
             needs |= term.requirements(self.scenario)
         unknown = needs - set(NEEDS)
         if unknown:
-            raise ValueError(f"Composed: unknown needs {sorted(unknown)}; terms may ask {NEEDS}.")
+            raise ValueError(f"{who}: unknown needs {sorted(unknown)}; terms may ask {NEEDS}.")
         self.needs = frozenset(needs)
         """What the terms asked of the step context."""
         # `needs_h1` is a class variable of `CLAlgorithm`; a `Composed` decides it per instance,
         # from its terms (what `nn.Module.__setattr__` does with a bool, without the ClassVar).
         object.__setattr__(self, "needs_h1", bool(needs & {"h1", "h1_replay"}))
         if replay_batch_size is not None and replay_batch_size <= 0:
-            raise ValueError(
-                f"Composed: replay_batch_size must be positive, got {replay_batch_size}."
-            )
+            raise ValueError(f"{who}: replay_batch_size must be positive, got {replay_batch_size}.")
         self.buffer: ReplayBuffer | None = None
         self.class_memory: ClassMemory | None = None
+        replaying = {"replay", "extra_replay"}
         if budget_per_class is not None:
-            if "stored_logits" in needs or "replay" not in needs:
+            if "stored_logits" in needs or not needs & replaying:
                 raise ValueError(
-                    "Composed: budget_per_class needs a term that replays samples and none that "
+                    f"{who}: budget_per_class needs a term that replays samples and none that "
                     "replays stored logits; drop budget_per_class or use buffer_size."
                 )
             self.class_memory = ClassMemory(budget_per_class, self.scenario == "TIL", buffer_seed)
-        elif needs & {"replay", "stored_logits"}:
+        elif needs & (replaying | {"stored_logits"}):
             if buffer_size <= 0:
-                users = [n for n, t in terms.items() if t.requirements(self.scenario) & {"replay"}]
+                users = [t for t in terms.items() if t[1].requirements(self.scenario) & replaying]
+                notes = [f" ({t.replay_note})" for _, t in users if t.replay_note]
                 raise ValueError(
-                    f"Composed: term(s) {', '.join(map(repr, users))} replay samples in "
-                    f"{self.scenario}; set buffer_size > 0."
+                    f"{who} in {self.scenario} needs a replay buffer (set buffer_size > 0): "
+                    f"term(s) {', '.join(repr(n) for n, _ in users)} replay samples in "
+                    f"{self.scenario}{''.join(notes[:1])}."
                 )
             self.buffer = ReplayBuffer(
                 buffer_size,
@@ -264,8 +304,14 @@ class Composed(CLAlgorithm):
             state["class_memory"] = self.class_memory.state_dict()
         return state
 
+    legacy_term: ClassVar[str | None] = None
+    """The term whose state a checkpoint of this algorithm held alone before it became a
+    composition (EWC's, SI's, MAS's): such a state is loaded into that term."""
+
     def load_extra_cl_state(self, state: Mapping[str, Any]) -> None:
         """Restore the buffer and the terms' states."""
+        if self.legacy_term is not None and "terms" not in state:
+            state = {"buffer": state.get("buffer"), "terms": {self.legacy_term: state}}
         if self.buffer is not None and state.get("buffer") is not None:
             self.buffer.load_state_dict(state["buffer"])
         if self.class_memory is not None:

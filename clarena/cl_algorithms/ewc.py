@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
+from clarena.cl_algorithms.collectors import FISHER_LABELS, FisherImportance
+from clarena.cl_algorithms.composed import Composed
+from clarena.cl_algorithms.regularizers import ParameterChangeReg
+from clarena.cl_algorithms.terms import CrossEntropy, ParameterChange
 
-from clarena.cl_algorithms.base import Batch, CLAlgorithm
-from clarena.cl_algorithms.regularizers import ParameterChangeReg, online_fisher_update
-from clarena.cl_algorithms.regularizers._common import check_choice
-
-FISHER_LABELS: tuple[str, ...] = ("true", "pred", "all")
-"""Which label(s) $\\log p_\\theta(y \\mid x)$ is differentiated at in the Fisher (see `EWC`)."""
+__all__ = ["EWC", "FISHER_LABELS"]
 
 
-def _crop(param: Tensor, shape: torch.Size) -> Tensor:
-    """The leading block of `param` with `shape` (a CIL head grown since the anchor was taken)."""
-    if param.shape == shape:
-        return param
-    return param[tuple(slice(0, s) for s in shape)]
-
-
-def _pad(value: Tensor, shape: torch.Size) -> Tensor:
-    """`value` zero-padded to `shape` (the new classes of a grown head had no importance)."""
-    if value.shape == shape:
-        return value
-    out = value.new_zeros(shape)
-    out[tuple(slice(0, s) for s in value.shape)] = value
-    return out
-
-
-class EWC(CLAlgorithm):
+class EWC(Composed):
     """Elastic Weight Consolidation (Kirkpatrick et al., PNAS 2017), offline or online
     (Schwarz et al., ICML 2018):
 
@@ -58,7 +36,9 @@ class EWC(CLAlgorithm):
     Offline keeps one Fisher and one anchor per past task (memory grows with the tasks); online
     keeps one of each. Protected: the backbone and the heads' shared parameters (TIL task heads are
     private to their task; a grown CIL head is compared over the classes the anchor has).
-    Supports every scenario. Loss terms: `ce`, `ewc`.
+    Supports every scenario. A thin composition: the terms `ce` (`terms.CrossEntropy`) and `ewc`
+    (`terms.ParameterChange` with a `collectors.FisherImportance`, which computes the Fisher;
+    `EWC.collector`). Loss terms: `ce`, `ewc`.
 
     Against the reference implementation of van de Ven, Tuytelaars & Tolias (2022)
     (GMvandeVen/continual-learning, `models/cl/continual_learner.py`): its EWC is offline; its
@@ -81,6 +61,8 @@ class EWC(CLAlgorithm):
             matrix-product rule takes a whole batch at once).
     """
 
+    legacy_term = "ewc"
+
     def __init__(
         self,
         *args: Any,
@@ -92,242 +74,13 @@ class EWC(CLAlgorithm):
         fisher_chunk_size: int = 32,
         **kwargs: Any,
     ) -> None:
-        super().__init__(*args, **kwargs)
-        self.penalty = ParameterChangeReg(ewc_factor)
-        if gamma < 0 or fisher_chunk_size <= 0 or (fisher_num_samples or 1) <= 0:
-            raise ValueError(
-                f"EWC: gamma must be ≥ 0 and fisher_num_samples, fisher_chunk_size positive; got "
-                f"{gamma}, {fisher_num_samples}, {fisher_chunk_size}."
-            )
-        self.gamma = float(gamma)
-        self.online = bool(online)
-        self.fisher_labels = check_choice("EWC: fisher_labels", fisher_labels, FISHER_LABELS)
-        self.fisher_num_samples = fisher_num_samples
-        self.fisher_chunk_size = int(fisher_chunk_size)
-        self.fishers: list[dict[str, Tensor]] = []
-        """Online: `[F*]`, the running Fisher; offline: `[F_1, ..., F_{t-1}]`. By parameter name
-        (relative to the algorithm)."""
-        self.anchor_sets: list[dict[str, Tensor]] = []
-        """The anchors $\\theta^*$ matching `fishers` (online: the end of the previous task)."""
-
-    @property
-    def fisher(self) -> dict[str, Tensor]:
-        """The latest Fisher: the running $F^*$ (online) or the last task's $F_k$ (offline)."""
-        return self.fishers[-1] if self.fishers else {}
-
-    @property
-    def anchors(self) -> dict[str, Tensor]:
-        """The anchor matching `fisher`: the parameters at the end of the previous task."""
-        return self.anchor_sets[-1] if self.anchor_sets else {}
-
-    def protected_parameters(self) -> dict[str, nn.Parameter]:
-        """The parameters the penalty protects, by name relative to the algorithm."""
-        params = {f"backbone.{n}": p for n, p in self.backbone.named_parameters()}
-        params.update({f"heads.{n}": p for n, p in self.heads.shared_parameters().items()})
-        return params
-
-    def loss_terms(self, batch: Batch) -> dict[str, Tensor]:
-        """Cross-entropy on the batch and the EWC penalty (summed over the stored penalties)."""
-        x, y, task_ids = batch
-        logits = self(x, task_ids)
-        terms = {"ce": F.cross_entropy(logits, y)}
-        if not self.anchor_sets:
-            terms["ewc"] = logits.new_zeros(())
-            return terms
-        stored = [t for s in (*self.fishers, *self.anchor_sets) for t in s.values()]
-        if any(t.device != x.device for t in stored):
-            self.fishers = [{n: f.to(x.device) for n, f in s.items()} for s in self.fishers]
-            self.anchor_sets = [{n: a.to(x.device) for n, a in s.items()} for s in self.anchor_sets]
-        current = self.protected_parameters()
-        total = logits.new_zeros(())
-        for fisher, anchors in zip(self.fishers, self.anchor_sets, strict=True):
-            params = {n: _crop(current[n], a.shape) for n, a in anchors.items()}
-            total = total + self.penalty(params, anchors, fisher)
-        terms["ewc"] = total
-        return terms
-
-    def on_task_end(self, task_id: int, datamodule: Any) -> None:
-        """Compute the task's Fisher and take the new anchor: appended (offline) or folded into
-        the running Fisher (online)."""
-        super().on_task_end(task_id, datamodule)
-        new = self.compute_fisher(datamodule.train_dataloader())
-        anchor = {n: p.detach().clone() for n, p in self.protected_parameters().items()}
-        if self.online:
-            old = {n: _pad(f, new[n].shape) for n, f in self.fisher.items() if n in new}
-            self.fishers = [online_fisher_update(old or None, new, self.gamma)]
-            self.anchor_sets = [anchor]
-        else:
-            self.fishers.append(new)
-            self.anchor_sets.append(anchor)
-
-    def compute_fisher(self, loader: Any) -> dict[str, Tensor]:
-        """Diagonal Fisher of the protected parameters over `loader`, in eval mode (see the class
-        docstring for `fisher_labels`).
-
-        When every protected parameter is the weight or bias of an `nn.Linear` fed 2-D inputs
-        (an MLP's), the per-sample squared gradients are summed without being formed: for a layer
-        with inputs $a_n$ and output gradients $g_n$ of sample $n$,
-        $\\sum_n w_n (g_n a_n^\\top)^{\\odot 2} = (w \\odot G^{\\odot 2})^\\top A^{\\odot 2}$
-        (a matrix product; $w_n$ the label's weight). Otherwise per-sample gradients are taken
-        with `torch.func` (`vmap` of `grad`).
-        """
-        home = self._model_device()
-        device = self.fit_device or home
-        self.to(device)  # back where it was trained (Lightning leaves it on the CPU after fit)
-        fisher = {n: torch.zeros_like(p.detach()) for n, p in self.protected_parameters().items()}
-        layers = self._linear_layers() if self.linear_fisher else None
-        count = 0
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                for x, y, task_ids in loader:
-                    x, y, task_ids = x.to(device), y.to(device), task_ids.to(device)
-                    if self.fisher_num_samples is not None:
-                        keep = self.fisher_num_samples - count
-                        x, y, task_ids = x[:keep], y[:keep], task_ids[:keep]
-                    for task in torch.unique(task_ids).tolist():
-                        rows = task_ids == task
-                        xs, ys = x[rows], y[rows]
-                        if layers is not None and not self._linear_chunk(
-                            layers, fisher, xs, ys, int(task)
-                        ):
-                            layers = None  # a layer saw other than 2-D inputs
-                        if layers is None:
-                            for xc, yc in zip(
-                                xs.split(self.fisher_chunk_size),
-                                ys.split(self.fisher_chunk_size),
-                                strict=True,
-                            ):
-                                self._vmap_chunk(fisher, xc, yc, int(task))
-                    count += x.shape[0]
-                    if self.fisher_num_samples is not None and count >= self.fisher_num_samples:
-                        break
-        finally:
-            self.train(was_training)
-            self.to(home)
-        total = torch.tensor(float(count), device=device)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            # every rank saw its own shard: pool the sums so all ranks hold the same Fisher
-            for f in fisher.values():
-                torch.distributed.all_reduce(f)
-            torch.distributed.all_reduce(total)
-        return {n: (f / total.clamp_min(1.0)).to(home) for n, f in fisher.items()}
-
-    linear_fisher: bool = True
-    """Use the matrix-product Fisher when every protected parameter is an `nn.Linear`'s (set False
-    to force the per-sample `torch.func` path; both give the same values)."""
-
-    def _linear_layers(self) -> dict[str, nn.Linear] | None:
-        """Module path → `nn.Linear` for the protected parameters, or None when one is not a
-        Linear's weight or bias."""
-        layers: dict[str, nn.Linear] = {}
-        for name in self.protected_parameters():
-            path, _, leaf = name.rpartition(".")
-            module = self.get_submodule(path) if path else self
-            if not isinstance(module, nn.Linear) or leaf not in ("weight", "bias"):
-                return None
-            layers[path] = module
-        return layers
-
-    def _labels_and_weights(self, logits: Tensor, ys: Tensor) -> list[tuple[Tensor, Tensor | None]]:
-        """The label(s) each sample's log-likelihood is differentiated at, with their weights."""
-        if self.fisher_labels == "true":
-            return [(ys, None)]
-        if self.fisher_labels == "pred":
-            return [(logits.argmax(dim=-1), None)]
-        probs = torch.softmax(logits.detach().float(), dim=-1)
-        return [(torch.full_like(ys, c), probs[:, c]) for c in range(probs.shape[-1])]
-
-    def _linear_chunk(
-        self,
-        layers: dict[str, nn.Linear],
-        fisher: dict[str, Tensor],
-        xs: Tensor,
-        ys: Tensor,
-        task: int,
-    ) -> bool:
-        """Add one chunk's Fisher by the matrix-product rule; False (nothing added) when a layer
-        saw inputs that are not `(B, in_features)` or ran more than once."""
-        seen: dict[str, list[tuple[Tensor, Tensor]]] = {path: [] for path in layers}
-
-        def keep(path: str) -> Any:
-            def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-                seen[path].append((inputs[0].detach(), output))
-
-            return hook
-
-        handles = [m.register_forward_hook(keep(path)) for path, m in layers.items()]
-        try:
-            with torch.enable_grad():
-                task_ids = torch.full((xs.shape[0],), task, dtype=torch.long, device=xs.device)
-                logits = self(xs, task_ids)
-        finally:
-            for handle in handles:
-                handle.remove()
-        if any(len(v) != 1 or v[0][0].dim() != 2 for v in seen.values()):
-            return False
-        paths = list(layers)
-        outputs = [seen[path][0][1] for path in paths]
-        choices = self._labels_and_weights(logits, ys)
-        with torch.enable_grad():
-            for i, (labels, weights) in enumerate(choices):
-                # the per-sample losses are independent (eval mode), so the gradient of their sum
-                # with respect to a layer's output holds every sample's own gradient
-                loss = F.cross_entropy(logits, labels, reduction="sum")
-                grads = torch.autograd.grad(loss, outputs, retain_graph=i + 1 < len(choices))
-                for path, g in zip(paths, grads, strict=True):
-                    g2 = g.pow(2)
-                    if weights is not None:
-                        g2 = g2 * weights.to(g2.dtype)[:, None]
-                    a = seen[path][0][0]
-                    if f"{path}.weight" in fisher:
-                        fisher[f"{path}.weight"] += g2.T @ a.pow(2)
-                    if f"{path}.bias" in fisher:
-                        fisher[f"{path}.bias"] += g2.sum(0)
-        return True
-
-    def _vmap_chunk(self, fisher: dict[str, Tensor], xs: Tensor, ys: Tensor, task: int) -> None:
-        """Add one chunk's squared per-sample gradients, taken with `torch.func`."""
-        protected = set(fisher)
-        # Every parameter and buffer enters the functional call detached: no autograd graph is
-        # recorded outside the per-sample `grad` (a TIL task head, not protected, would otherwise
-        # chain every sample's graph into the sums: memory growing with the sample count).
-        state = {n: t.detach() for n, t in (*self.named_parameters(), *self.named_buffers())}
-        params = {n: t for n, t in state.items() if n in protected}
-        rest = {n: t for n, t in state.items() if n not in protected}
-
-        def nll(p: dict[str, Tensor], xi: Tensor, yi: Tensor) -> Tensor:
-            task_ids = torch.full((1,), task, dtype=torch.long, device=xi.device)
-            logits = functional_call(self, (p, rest), (xi.unsqueeze(0), task_ids))
-            return F.cross_entropy(logits, yi.unsqueeze(0))  # -log p(yi | xi)
-
-        per_sample = vmap(grad(nll), in_dims=(None, 0, 0))
-        task_ids = torch.full((xs.shape[0],), task, dtype=torch.long, device=xs.device)
-        logits = functional_call(self, state, (xs, task_ids))
-        for labels, weights in self._labels_and_weights(logits, ys):
-            for n, g in per_sample(params, xs, labels).items():
-                g2 = g.pow(2)
-                if weights is not None:
-                    g2 = g2 * weights.to(g2.dtype).view(-1, *([1] * (g2.dim() - 1)))
-                fisher[n] += g2.sum(0)
-
-    def extra_cl_state(self) -> dict[str, Any]:
-        """The stored Fishers and anchors."""
-        return {
-            "fishers": [{n: f.detach().cpu().clone() for n, f in s.items()} for s in self.fishers],
-            "anchor_sets": [
-                {n: a.detach().cpu().clone() for n, a in s.items()} for s in self.anchor_sets
-            ],
+        fisher = FisherImportance(
+            gamma, online, fisher_labels, fisher_num_samples, fisher_chunk_size
+        )
+        terms = {
+            "ce": CrossEntropy(),
+            "ewc": ParameterChange(ParameterChangeReg(ewc_factor), fisher),
         }
-
-    def load_extra_cl_state(self, state: Mapping[str, Any]) -> None:
-        """Restore the stored Fishers and anchors (also from the one-Fisher format of 0.1)."""
-        device = self._model_device()
-        if "fishers" in state:
-            fishers, anchor_sets = list(state["fishers"]), list(state["anchor_sets"])
-        else:
-            fishers = [state["fisher"]] if state["fisher"] else []
-            anchor_sets = [state["anchors"]] if state["anchors"] else []
-        self.fishers = [{n: f.to(device) for n, f in s.items()} for s in fishers]
-        self.anchor_sets = [{n: a.to(device) for n, a in s.items()} for s in anchor_sets]
+        super().__init__(*args, terms=terms, **kwargs)
+        self.collector = fisher
+        """The Fishers and anchors (`fishers`, `anchor_sets`) and their computation (`compute`)."""

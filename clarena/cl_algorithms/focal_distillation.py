@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
-
-from clarena.cl_algorithms.bc_base import BCAlgorithm
+from clarena.cl_algorithms.bc_base import BCAlgorithm, check_multiclass_loss
 from clarena.cl_algorithms.regularizers import FocalDistillationKLReg, FocalDistillationLMReg
 
 #: The distances `FocalDistillation` accepts: `"kl"` (FD-KL) and `"lm"` (FD-LM, logit matching).
@@ -31,8 +29,9 @@ class FocalDistillation(BCAlgorithm):
         alpha: $\\alpha \\ge 0$, the weight of every sample.
         beta: $\\beta \\ge 0$, the extra weight of the samples h1 gets right.
         temperature: $T > 0$ of FD-KL's soft outputs (unused by FD-LM).
-        **kwargs: as `clarena.cl_algorithms.bc_base.BCAlgorithm` (`lambda_c`, replay buffer
-            options).
+        loss: accepted for the configuration's sake (checked, unused).
+        lambda_c: $\\lambda_c \\ge 0$.
+        **kwargs: as `clarena.cl_algorithms.bc_base.BCAlgorithm` (replay buffer options).
 
     Raises:
         ValueError: On an unknown distance or a negative $\\alpha$, $\\beta$ or $\\lambda_c$.
@@ -45,20 +44,18 @@ class FocalDistillation(BCAlgorithm):
         alpha: float = 1.0,
         beta: float = 5.0,
         temperature: float = 1.0,
+        loss: str = "cross_entropy",
+        lambda_c: float = 1.0,
         **kwargs: Any,
     ) -> None:
         if distance not in FD_DISTANCES:
             raise ValueError(
                 f"FocalDistillation: distance must be one of {FD_DISTANCES}; got {distance!r}"
             )
-        self._distance = distance
-        self._alpha = alpha
-        self._beta = beta
-        self._temperature = temperature
-        super().__init__(*args, **kwargs)
-
-    def make_regularizer(self, loss: str, lambda_c: float) -> nn.Module:
-        """`FocalDistillationKLReg` or `FocalDistillationLMReg` with this algorithm's settings."""
-        if self._distance == "lm":
-            return FocalDistillationLMReg(lambda_c, self._alpha, self._beta)
-        return FocalDistillationKLReg(lambda_c, self._alpha, self._beta, self._temperature)
+        check_multiclass_loss("FocalDistillation", loss)
+        regularizer: FocalDistillationKLReg | FocalDistillationLMReg
+        if distance == "lm":
+            regularizer = FocalDistillationLMReg(lambda_c, alpha, beta)
+        else:
+            regularizer = FocalDistillationKLReg(lambda_c, alpha, beta, temperature)
+        super().__init__(*args, regularizer=regularizer, **kwargs)

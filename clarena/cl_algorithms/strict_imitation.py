@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
-
-from clarena.cl_algorithms.bc_base import BCAlgorithm
+from clarena.cl_algorithms.bc_base import BCAlgorithm, check_multiclass_loss
 from clarena.cl_algorithms.regularizers import StrictImitationReg
 
 
@@ -31,12 +29,14 @@ class StrictImitation(BCAlgorithm):
     """
 
     def __init__(
-        self, *args: Any, temperature: float = 1.0, focal_alpha: float = 0.0, **kwargs: Any
+        self,
+        *args: Any,
+        loss: str = "cross_entropy",
+        lambda_c: float = 1.0,
+        temperature: float = 1.0,
+        focal_alpha: float = 0.0,
+        **kwargs: Any,
     ) -> None:
-        self._temperature = temperature
-        self._focal_alpha = focal_alpha
-        super().__init__(*args, **kwargs)
-
-    def make_regularizer(self, loss: str, lambda_c: float) -> nn.Module:
-        """`StrictImitationReg(loss, lambda_c, temperature, focal_alpha)`."""
-        return StrictImitationReg(loss, lambda_c, self._temperature, self._focal_alpha)
+        check_multiclass_loss("StrictImitation", loss)
+        regularizer = StrictImitationReg(loss, lambda_c, temperature, focal_alpha)
+        super().__init__(*args, regularizer=regularizer, **kwargs)

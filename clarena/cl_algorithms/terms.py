@@ -5,12 +5,14 @@ from the step context `StepContext` (the current batch and its logits, h1's outp
 replayed batch and its logits, the stored logits of the buffer). A term declares what the context
 must provide (`needs`): `"h1"` (the frozen pre-task model on the current batch), `"h1_replay"`
 (h1 on the replayed samples too), `"replay"` (a replayed batch; the algorithm then builds a replay
-buffer) and `"stored_logits"` (the buffer also keeps the logits of the samples it stores, DER).
+buffer), `"extra_replay"` (a batch the term draws for itself, independently of the shared one)
+and `"stored_logits"` (the buffer also keeps the logits of the samples it stores, DER).
 Terms with their own state across tasks (the importance of a parameter-change penalty) keep it
 themselves and take part in the task hooks and the checkpoint.
 
 - `CrossEntropy`: cross-entropy of the current batch.
-- `ReplayCrossEntropy` (replay): cross-entropy of the replayed batch (ER).
+- `ReplayCrossEntropy` (replay, or extra replay): cross-entropy of the replayed batch (ER), or of
+  a batch drawn for the term alone (DER++).
 - `Distillation` (h1): `DistillationReg` on h1's old outputs of the current batch (LwF).
 - `LogitReplay` (replay, stored logits): `DistillationReg` (MSE) towards the logits stored with
   the replayed samples (DER).
@@ -31,19 +33,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from clarena.cl_algorithms.der import stored_logit_distance
-from clarena.cl_algorithms.ewc import EWC
-from clarena.cl_algorithms.ewc import _crop as crop_to_anchor
-from clarena.cl_algorithms.mas import MAS
+from clarena.cl_algorithms.collectors import COLLECTORS, ImportanceCollector
 from clarena.cl_algorithms.regularizers import DistillationReg, ParameterChangeReg
-from clarena.cl_algorithms.si import SI
+from clarena.cl_algorithms.regularizers.distillation import stored_logit_distance
+from clarena.cl_algorithms.regularizers.importance import crop_to
 from clarena.heads import PAD_LOGIT, TaskHeads
 
 if TYPE_CHECKING:
-    from clarena.cl_algorithms.base import CLAlgorithm
     from clarena.cl_algorithms.composed import Composed, StepContext
 
-NEEDS: tuple[str, ...] = ("h1", "h1_replay", "replay", "stored_logits")
+NEEDS: tuple[str, ...] = ("h1", "h1_replay", "replay", "extra_replay", "stored_logits")
 """What a term may ask of the step context."""
 
 
@@ -57,6 +56,9 @@ class Term(nn.Module):
 
     needs: ClassVar[frozenset[str]] = frozenset()
     """What the step context must provide for this term (a subset of `NEEDS`)."""
+
+    replay_note: ClassVar[str] = ""
+    """Why the term replays samples, added to the error when a buffer is missing."""
 
     def requirements(self, scenario: str) -> frozenset[str]:
         """The needs of this term in `scenario` (default: `needs`)."""
@@ -130,23 +132,37 @@ class ReplayCrossEntropy(Term):
     Args:
         weight: $\\beta$, the factor of the term.
         weighting: `"sum"`, or `"1/t"` (times $1 - \\frac{1}{t}$).
+        independent: on a batch of its own, drawn independently of the shared replayed batch
+            (DER++'s label replay; needs `"extra_replay"`).
     """
 
-    needs = frozenset({"replay"})
-
-    def __init__(self, weight: float = 1.0, weighting: str = "sum") -> None:
+    def __init__(
+        self, weight: float = 1.0, weighting: str = "sum", independent: bool = False
+    ) -> None:
         super().__init__()
         if not weight >= 0:
             raise ValueError(f"ReplayCrossEntropy: weight must be ≥ 0, got {weight}.")
         self.weight = float(weight)
         self.weighting = _check_weighting(weighting, "ReplayCrossEntropy")
+        self.independent = bool(independent)
+
+    def requirements(self, scenario: str) -> frozenset[str]:
+        """The shared replayed batch, or (`independent`) one drawn for this term."""
+        return frozenset({"extra_replay" if self.independent else "replay"})
 
     def forward(self, ctx: StepContext) -> Tensor:
         """$\\beta \\cdot \\mathrm{CE}(f(x_b), y_b)$."""
-        if ctx.replay is None:
-            return ctx.logits.new_zeros(())
-        assert ctx.replay_logits is not None  # set together with ctx.replay
-        value = self.weight * F.cross_entropy(ctx.replay_logits, ctx.replay["y"])
+        if self.independent:
+            drawn = ctx.draw_replay()
+            if drawn is None:
+                return ctx.logits.new_zeros(())
+            replay, logits = drawn
+        else:
+            if ctx.replay is None:
+                return ctx.logits.new_zeros(())
+            assert ctx.replay_logits is not None  # set together with ctx.replay
+            replay, logits = ctx.replay, ctx.replay_logits
+        value = self.weight * F.cross_entropy(logits, replay["y"])
         if self.weighting == "1/t":
             value = (1 - 1 / ctx.algorithm.task_id) * value
         return value
@@ -253,6 +269,8 @@ class Dissonance(Term):
             `FocalDistillationLMReg` (any module `forward(h2_output, h1_output, target)`).
     """
 
+    replay_note = "h1 knows none of a new task's classes: the dissonance applies to replayed ones"
+
     def __init__(self, regularizer: nn.Module) -> None:
         super().__init__()
         self.regularizer = regularizer
@@ -303,22 +321,23 @@ class Dissonance(Term):
         return self.regularizer(h2_output, h1_output, y)
 
 
-IMPORTANCES: tuple[str, ...] = ("ewc", "si", "mas")
-"""The importance collectors `ParameterChange` can use."""
+IMPORTANCES: tuple[str, ...] = tuple(COLLECTORS)
+"""The names of the importance collectors `ParameterChange` builds (`collectors.COLLECTORS`)."""
 
 
 class ParameterChange(Term):
     """`regularizer(params, anchors, importances)` (a `ParameterChangeReg`) over the protected
-    parameters (the backbone and the heads' shared parameters), with the anchors and importances
-    of one of the shipped collectors, which this term builds on the algorithm's backbone and heads
-    and calls in the task hooks: `"ewc"` (`EWC`'s Fisher, online or offline; one penalty per
-    stored Fisher), `"si"` (`SI`'s path integral, accumulated after every optimizer step),
-    `"mas"` (`MAS`'s output sensitivity). 0 before the first importance exists.
+    parameters (the backbone and the heads' shared parameters), summed over the (importances,
+    anchors) penalties of an importance collector (`clarena.cl_algorithms.collectors`), which the
+    term binds to the algorithm and calls in the task hooks: `"ewc"` (`FisherImportance`, online
+    or offline; one penalty per stored Fisher), `"si"` (`PathIntegralImportance`, accumulated
+    after every optimizer step), `"mas"` (`OutputSensitivityImportance`). A grown CIL head is
+    compared over the classes its anchor has. 0 before the first importance exists.
 
     Args:
         regularizer: a `ParameterChangeReg(factor)`; its factor is the penalty's coefficient.
-        importance: `"ewc"`, `"si"` or `"mas"`.
-        options: the collector's own options: EWC's `gamma`, `online`, `fisher_labels`,
+        importance: `"ewc"`, `"si"`, `"mas"`, or a collector instance.
+        options: the named collector's own options: EWC's `gamma`, `online`, `fisher_labels`,
             `fisher_num_samples`, `fisher_chunk_size`; SI's `damping`; MAS's
             `importance_num_samples`, `importance_chunk_size`.
     """
@@ -326,101 +345,63 @@ class ParameterChange(Term):
     def __init__(
         self,
         regularizer: nn.Module | None = None,
-        importance: str = "ewc",
+        importance: str | ImportanceCollector = "ewc",
         options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if importance not in IMPORTANCES:
+        self.regularizer = ParameterChangeReg(1.0) if regularizer is None else regularizer
+        if isinstance(importance, ImportanceCollector):
+            if options:
+                raise ValueError(
+                    "ParameterChange: options go with an importance name, not a collector; "
+                    "give them to the collector."
+                )
+            self.collector = importance
+            return
+        if importance not in COLLECTORS:
             raise ValueError(
                 f"ParameterChange: importance {importance!r} is unknown; choose one of "
                 f"{', '.join(IMPORTANCES)}."
             )
-        self.regularizer = ParameterChangeReg(1.0) if regularizer is None else regularizer
-        self.importance = importance
-        self.options = dict(options or {})
-
-    @property
-    def collector(self) -> CLAlgorithm:
-        """The `EWC` / `SI` / `MAS` instance that keeps the anchors and importances (it shares
-        the algorithm's backbone and heads; not a submodule)."""
-        collector = self.__dict__.get("_collector")
-        if collector is None:
-            raise ValueError("ParameterChange: the term is used before Composed set it up.")
-        return collector
-
-    def setup(self, algorithm: Composed, name: str) -> None:
-        """Build the collector on the algorithm's backbone and heads."""
-        cls = {"ewc": EWC, "si": SI, "mas": MAS}[self.importance]
-        factor = {"ewc": "ewc_factor", "si": "si_factor", "mas": "mas_factor"}[self.importance]
         try:
-            collector = cls(
-                algorithm.backbone,
-                algorithm.heads,
-                algorithm.optimizer_factory,
-                algorithm.scenario,
-                **{factor: float(getattr(self.regularizer, "factor", 1.0))},
-                **self.options,
-            )
+            self.collector = COLLECTORS[importance](**dict(options or {}))
         except TypeError as exc:
             raise ValueError(
-                f"Composed term {name!r}: {exc}; see ParameterChange's options for {cls.__name__}."
+                f"ParameterChange({importance!r}): {exc}; see ParameterChange's options."
             ) from None
-        object.__setattr__(self, "_collector", collector)
 
-    def pairs(self) -> list[tuple[dict[str, Tensor], dict[str, Tensor]]]:
-        """The (importances, anchors) penalties the collector holds now."""
-        c: Any = self.collector
-        if self.importance == "ewc":
-            return list(zip(c.fishers, c.anchor_sets, strict=True))
-        if not c.importance:
-            return []
-        return [(c.importance, {n: c.anchors[n] for n in c.importance})]
+    def setup(self, algorithm: Composed, name: str) -> None:
+        """Bind the collector to the algorithm's parameters."""
+        self.collector.bind(algorithm)
 
     def forward(self, ctx: StepContext) -> Tensor:
         """$\\lambda \\sum_{\\text{penalties}} \\sum_i \\Omega_i (\\theta_i - \\theta^*_i)^2$."""
         total = ctx.logits.new_zeros(())
-        pairs = self.pairs()
-        if not pairs:
+        if not self.collector.penalties():
             return total
-        self._follow(ctx.x.device)
-        pairs = self.pairs()
-        current: dict[str, Tensor] = self.collector.protected_parameters()  # type: ignore[operator]
-        for importance, anchors in pairs:
-            params = {n: crop_to_anchor(current[n], a.shape) for n, a in anchors.items()}
+        self.collector.follow(ctx.x.device)
+        current = self.collector.protected_parameters()
+        for importance, anchors in self.collector.penalties():
+            params = {n: crop_to(current[n], a.shape) for n, a in anchors.items()}
             total = total + self.regularizer(params, anchors, importance)
         return total
 
-    def _follow(self, device: torch.device) -> None:
-        """Move the collector's anchors and importances to `device` once (not every step)."""
-        c: Any = self.collector
-        if self.importance != "ewc":
-            c._follow(device)
-            return
-        stored = [t for s in (*c.fishers, *c.anchor_sets) for t in s.values()]
-        if any(t.device != device for t in stored):
-            c.fishers = [{n: f.to(device) for n, f in s.items()} for s in c.fishers]
-            c.anchor_sets = [{n: a.to(device) for n, a in s.items()} for s in c.anchor_sets]
-
     def on_task_start(self, algorithm: Composed, task_id: int, datamodule: Any) -> None:
         """The collector's task start (SI and MAS grow their state with a CIL head)."""
-        self.collector.task_id = task_id - 1
         self.collector.on_task_start(task_id, datamodule)
 
     def on_task_end(self, algorithm: Composed, task_id: int, datamodule: Any) -> None:
         """The collector's task end: the new importance and anchor."""
-        self.collector.task_id = task_id
-        self.collector.fit_device = algorithm.fit_device
         self.collector.on_task_end(task_id, datamodule)
 
     def after_optimizer_step(self, algorithm: Composed) -> None:
-        """SI: add the step's contribution to the path integral."""
-        if self.importance == "si":
-            self.collector.accumulate_path_integral()  # type: ignore[operator]
+        """The collector's step hook (SI adds the step to its path integral)."""
+        self.collector.after_optimizer_step()
 
     def cl_state(self) -> dict[str, Any]:
         """The collector's state (anchors, importances)."""
-        return self.collector.extra_cl_state()
+        return self.collector.state_dict()
 
     def load_cl_state(self, state: Mapping[str, Any]) -> None:
         """Restore the collector's state."""
-        self.collector.load_extra_cl_state(state)
+        self.collector.load_state_dict(state)

@@ -134,7 +134,7 @@ def _state_worker(rank: int, init_file: str, out_dir: str) -> None:
         assert isinstance(components.datamodule, SplitCLDataset)
         components.datamodule.setup_task(1)
         components.algorithm.on_task_start(1, components.datamodule)
-        fisher = components.algorithm.compute_fisher(components.datamodule.train_dataloader())
+        fisher = components.algorithm.collector.compute(components.datamodule.train_dataloader())
         digests["fisher"] = _digest(fisher)
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(digests))
     finally:

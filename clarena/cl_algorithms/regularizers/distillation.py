@@ -18,6 +18,7 @@ The teacher's logits are detached: the teacher never receives a gradient.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -101,3 +102,29 @@ class DistillationReg(nn.Module):
 
     def extra_repr(self) -> str:
         return f"factor={self.factor}, temperature={self.temperature}, distance={self.distance!r}"
+
+
+def stored_logit_distance(
+    distillation: nn.Module, logits: Tensor, stored: Tensor, widths: Tensor
+) -> Tensor:
+    """`distillation` between current logits and stored ones over the columns each stored row
+    covers, as DER needs it: both are padded to the wider width, the entries of
+    row $i$ at columns $j \\ge w_i$ (its stored width) are made equal, and the mean is
+    renormalised to the covered entries, $d \\cdot \\frac{N \\cdot W}{\\sum_i \\min(w_i, W)}$.
+
+    Args:
+        distillation: the distance, `forward(student, teacher)` (e.g.
+            `DistillationReg(alpha, distance="MSE")`).
+        logits: the current logits of the replayed samples, shape (N, C).
+        stored: the logits stored with them, shape (N, C').
+        widths: each stored row's width $w_i$, shape (N,).
+
+    Returns:
+        The renormalised distance, a scalar.
+    """
+    width = max(logits.shape[1], stored.shape[1])
+    logits = F.pad(logits, (0, width - logits.shape[1]))
+    stored = F.pad(stored.to(logits.dtype), (0, width - stored.shape[1]))
+    covered = torch.arange(width, device=logits.device) < widths.unsqueeze(1)
+    value = distillation(torch.where(covered, logits, stored), stored)
+    return value * (covered.numel() / covered.sum().clamp_min(1))

@@ -122,3 +122,11 @@ def grow_to(value: Tensor, like: Tensor, fill: Tensor | None = None) -> Tensor:
     out = torch.zeros_like(like) if fill is None else fill.detach().clone()
     out[tuple(slice(0, s) for s in value.shape)] = value.to(out.dtype)
     return out
+
+
+def crop_to(value: Tensor, shape: torch.Size) -> Tensor:
+    """The leading block of `value` with `shape` (a head grown since an anchor of `shape` was
+    taken is compared over the classes the anchor has)."""
+    if value.shape == shape:
+        return value
+    return value[tuple(slice(0, s) for s in shape)]

@@ -137,7 +137,7 @@ class _Recorder(nn.Module):
 def test_in_til_and_cil_the_dissonance_applies_to_replayed_old_task_samples(scenario) -> None:
     bc, stream = _second_task("bc_new_error", scenario, lambda_c=1.0, buffer_size=64)
     recorder = _Recorder(bc.dissonance)
-    bc.dissonance = recorder
+    bc.terms["dissonance"].regularizer = recorder
     batch = next(iter(stream.train_dataloader()))
     for _ in range(6):  # the buffer now also holds task-2 samples
         bc.loss_terms(batch)

@@ -19,6 +19,7 @@ import clarena.configs
 from clarena.backbones import MLP
 from clarena.cl_algorithms import EWC, MAS, SI, Composed
 from clarena.cl_algorithms import terms as T
+from clarena.cl_algorithms.collectors import FisherImportance
 from clarena.cl_algorithms.regularizers import (
     BCNewErrorReg,
     DistillationReg,
@@ -43,6 +44,7 @@ def shipped(name: str, scenario: str, **overrides) -> Composed:
     node = OmegaConf.create({"seed": 3, "item": OmegaConf.load(CONFIGS / f"{name}.yaml")}).item
     for key, value in overrides.items():
         OmegaConf.update(node, key, value)
+    torch.manual_seed(0)  # the initial weights (torch's default seed differs per process)
     backbone, heads, optimizer, scenario = _parts(scenario)
     return instantiate(node, backbone=backbone, heads=heads, optimizer=optimizer, scenario=scenario)
 
@@ -171,7 +173,7 @@ def test_ewc_lwf_terms_are_their_regularizers_in_til() -> None:
     terms = algorithm.loss_terms((x, y, t))
     assert counter.h1 == 1
     ewc = algorithm.terms["ewc"]
-    assert isinstance(ewc, T.ParameterChange) and isinstance(ewc.collector, EWC)
+    assert isinstance(ewc, T.ParameterChange) and isinstance(ewc.collector, FisherImportance)
     # the Fisher is the shipped EWC's on the same model and data
     reference = EWC(*_parts("TIL"))
     reference.backbone.load_state_dict(algorithm.backbone.state_dict())
@@ -180,7 +182,7 @@ def test_ewc_lwf_terms_are_their_regularizers_in_til() -> None:
         {k: v for k, v in algorithm.heads.state_dict().items() if k.startswith("heads.1.")}
     )
     stream.setup_task(1)
-    fisher = reference.compute_fisher(stream.train_dataloader())
+    fisher = reference.collector.compute(stream.train_dataloader())
     assert fisher.keys() == ewc.collector.fisher.keys()
     assert all(torch.equal(fisher[k], ewc.collector.fisher[k]) for k in fisher)
     params = {f"backbone.{n}": p for n, p in algorithm.backbone.named_parameters()}
@@ -253,13 +255,17 @@ def test_a_composition_of_one_collector_is_the_shipped_algorithm(
         run_tasks(model, stream, [1, 2, 3], max_steps=4)
     a, b = shipped_algorithm.state_dict(), composed.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert shipped_algorithm.extra_cl_state().keys() == term.cl_state().keys()
+    assert shipped_algorithm.extra_cl_state().keys() == composed.extra_cl_state().keys()
+    assert shipped_algorithm.extra_cl_state()["terms"][importance].keys() == term.cl_state().keys()
 
 
 def test_bad_compositions_are_refused_with_the_fix() -> None:
-    with pytest.raises(ValueError, match=r"term\(s\) 'replay_ce' replay samples in DIL; set "):
+    with pytest.raises(
+        ValueError,
+        match=r"in DIL needs a replay buffer \(set buffer_size > 0\): term\(s\) 'replay_ce'",
+    ):
         Composed(*_parts("DIL"), terms={"replay_ce": T.ReplayCrossEntropy()})
-    with pytest.raises(ValueError, match="'dissonance' replay samples in CIL; set buffer_size"):
+    with pytest.raises(ValueError, match=r"'dissonance' replay samples in CIL \(h1 knows none"):
         Composed(*_parts("CIL"), terms={"dissonance": T.Dissonance(BCNewErrorReg("nll", 1.0))})
     with pytest.raises(ValueError, match="is a DistillationReg, not a Term; wrap the regularizer"):
         Composed(*_parts("DIL"), terms={"distillation": DistillationReg(1.0)})
@@ -303,3 +309,100 @@ def test_a_composition_of_the_bc_pieces_is_the_shipped_bc_algorithm(name: str, s
         # subset of rows differently, so only float rounding is allowed
         for k in a:
             torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "draws"), [("der", 1), ("derpp", 2)])
+def test_der_draws_one_batch_and_derpp_a_second_independent_one(name: str, draws: int) -> None:
+    """DER's logit replay uses the shared draw; DER++'s label replay draws a batch of its own
+    (`extra_replay`), so a step draws twice, the second batch independent of the first."""
+    from clarena.cl_algorithms import ALGORITHMS
+
+    torch.manual_seed(0)
+    algorithm = ALGORITHMS[name](*_parts("CIL"), buffer_size=24, buffer_seed=4)
+    stream, _ = _second_task(algorithm, "CIL")
+    seen: list[torch.Tensor] = []
+    sample = algorithm.buffer.sample
+
+    def recorded(*args, **kwargs):
+        drawn = sample(*args, **kwargs)
+        seen.append(drawn["x"])
+        return drawn
+
+    algorithm.buffer.sample = recorded  # type: ignore[method-assign]
+    terms = algorithm.loss_terms(next(iter(stream.train_dataloader())))
+    assert len(seen) == draws
+    assert list(terms) == ["ce", "logit_replay", "replay_ce"][: draws + 1]
+    if name == "derpp":
+        assert not torch.equal(seen[0], seen[1])  # two draws, not one used twice
+
+
+def test_derpp_is_der_plus_an_independent_label_replay_term() -> None:
+    """DERPP equals the composition of its three terms with `replay_forward: separate`."""
+    from clarena.cl_algorithms import DERPP
+
+    stream = SyntheticStream("CIL", num_tasks=3)
+    torch.manual_seed(1)
+    derpp = DERPP(*_parts("CIL"), buffer_size=24, buffer_seed=4, alpha=0.2, beta=0.4)
+    terms = {
+        "ce": T.CrossEntropy(),
+        "logit_replay": T.LogitReplay(DistillationReg(0.2, distance="MSE")),
+        "replay_ce": T.ReplayCrossEntropy(0.4, independent=True),
+    }
+    torch.manual_seed(1)
+    composed = Composed(
+        *_parts("CIL"), terms=terms, buffer_size=24, buffer_seed=4, replay_forward="separate"
+    )
+    for model in (derpp, composed):
+        torch.manual_seed(2)
+        run_tasks(model, stream, [1, 2], max_steps=4)
+    a, b = derpp.state_dict(), composed.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert derpp.beta == 0.4
+
+
+@pytest.mark.parametrize("name", ["ewc", "si", "mas"])
+def test_a_checkpoint_of_the_former_class_loads_into_the_composition(name: str) -> None:
+    """Before EWC, SI and MAS were compositions their state sat at the top of `extra_cl_state`
+    (what the collector's `state_dict` is); such a checkpoint still loads."""
+    from clarena.cl_algorithms import ALGORITHMS
+
+    stream = SyntheticStream("CIL", num_tasks=3)
+    torch.manual_seed(0)
+    algorithm = ALGORITHMS[name](*_parts("CIL"))
+    run_tasks(algorithm, stream, [1, 2], max_steps=3)
+    old_format = {
+        k: v for k, v in algorithm.cl_state_dict().items() if k not in ("buffer", "terms")
+    }
+    old_format.update(algorithm.collector.state_dict())
+    restored = ALGORITHMS[name](*_parts("CIL"))
+    restored.load_cl_state_dict(old_format)
+    a, b = algorithm.collector.state_dict(), restored.collector.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        values = a[key] if isinstance(a[key], list) else [a[key]]
+        others = b[key] if isinstance(b[key], list) else [b[key]]
+        for x, y in zip(values, others, strict=True):
+            assert x.keys() == y.keys() and all(torch.equal(x[n], y[n]) for n in x)
+
+
+def test_misused_replay_options_and_collectors_are_refused() -> None:
+    from clarena.cl_algorithms.collectors import PathIntegralImportance
+
+    with pytest.raises(ValueError, match="replay_forward must be one of joint, separate"):
+        Composed(*_parts("TIL"), replay_forward="twice")
+    with pytest.raises(ValueError, match="used before it was bound to an algorithm"):
+        PathIntegralImportance().protected_parameters()
+    with pytest.raises(ValueError, match="options go with an importance name"):
+        T.ParameterChange(importance=PathIntegralImportance(), options={"damping": 0.2})
+    with pytest.raises(ValueError, match=r"ParameterChange\('si'\): .*unexpected keyword"):
+        T.ParameterChange(importance="si", options={"gamma": 0.5})
+    from clarena.cl_algorithms.composed import StepContext
+
+    er = Composed(*_parts("TIL"), terms={"replay_ce": T.ReplayCrossEntropy()}, buffer_size=8)
+    stream = SyntheticStream("TIL", num_tasks=3)
+    stream.setup_task(1)
+    batch = next(iter(stream.train_dataloader()))
+    er.heads.setup_task(1, 2)
+
+    with pytest.raises(ValueError, match="draw_replay, but no term declared 'extra_replay'"):
+        StepContext(er, batch).draw_replay()

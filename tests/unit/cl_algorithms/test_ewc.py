@@ -22,9 +22,9 @@ def test_fisher_is_the_mean_squared_per_sample_gradient() -> None:
     stream = SyntheticStream("DIL")
     stream.setup_task(1)
     ewc.on_task_start(1, stream)
-    fisher = ewc.compute_fisher(stream.train_dataloader())
+    fisher = ewc.collector.compute(stream.train_dataloader())
     # reference: one backward per sample
-    params = ewc.protected_parameters()
+    params = ewc.collector.protected_parameters()
     expected = {n: torch.zeros_like(p) for n, p in params.items()}
     data = stream.train_sets[0].tensors
     for x, y, t in zip(*data):
@@ -43,7 +43,7 @@ def test_fisher_is_the_mean_squared_per_sample_gradient() -> None:
         torch.testing.assert_close(fisher[n], expected[n] / len(data[0]), rtol=1e-5, atol=1e-8)
     limited = EWC(
         ewc.backbone, ewc.heads, ewc.optimizer_factory, "DIL", fisher_num_samples=3
-    ).compute_fisher(stream.train_dataloader())
+    ).collector.compute(stream.train_dataloader())
     assert all(torch.isfinite(v).all() for v in limited.values())
 
 
@@ -81,16 +81,18 @@ def test_penalty_is_zero_on_task_1_positive_on_task_2_and_grows_with_distance() 
     stream.setup_task(2)
     ewc.on_task_start(2, stream)
     assert ewc.loss_terms(batch)["ewc"].item() == 0.0  # still at the anchor
-    params = ewc.protected_parameters()
+    params = ewc.collector.protected_parameters()
     direction = {n: torch.randn_like(p) for n, p in params.items()}
     penalties = []
     for delta in (0.01, 0.02, 0.04):
         with torch.no_grad():
             for n, p in params.items():
-                p.copy_(ewc.anchors[n] + delta * direction[n])
+                p.copy_(ewc.collector.anchors[n] + delta * direction[n])
         penalties.append(ewc.loss_terms(batch)["ewc"].item())
         # λ Σ F (δ v)²
-        expected = 10.0 * sum((ewc.fisher[n] * (delta * direction[n]) ** 2).sum() for n in params)
+        expected = 10.0 * sum(
+            (ewc.collector.fisher[n] * (delta * direction[n]) ** 2).sum() for n in params
+        )
         assert penalties[-1] == pytest.approx(float(expected), rel=1e-5)
     assert 0 < penalties[0] < penalties[1] < penalties[2]
     assert penalties[1] == pytest.approx(4 * penalties[0], rel=1e-4)
@@ -107,9 +109,9 @@ def test_memory_is_constant_in_the_number_of_tasks(scenario: str) -> None:
         _start_and_end(ewc, stream, task)
         sizes.append(
             (
-                len(ewc.fisher),
-                sum(f.numel() for f in ewc.fisher.values()),
-                sum(a.numel() for a in ewc.anchors.values()),
+                len(ewc.collector.fisher),
+                sum(f.numel() for f in ewc.collector.fisher.values()),
+                sum(a.numel() for a in ewc.collector.anchors.values()),
             )
         )
     assert len(set(sizes)) == 1, sizes
@@ -123,13 +125,13 @@ def test_online_fisher_in_cil_pads_the_grown_head() -> None:
     ewc = build_algorithm("ewc", "CIL", gamma=0.5)
     stream = SyntheticStream("CIL")
     _start_and_end(ewc, stream, 1)
-    old = ewc.fisher["heads.linear.weight"].clone()
+    old = ewc.collector.fisher["heads.linear.weight"].clone()
     assert old.shape == (2, 16)
     stream.setup_task(2)
     ewc.on_task_start(2, stream)
-    new = ewc.compute_fisher(stream.train_dataloader())["heads.linear.weight"]
+    new = ewc.collector.compute(stream.train_dataloader())["heads.linear.weight"]
     ewc.on_task_end(2, stream)
-    running = ewc.fisher["heads.linear.weight"]
+    running = ewc.collector.fisher["heads.linear.weight"]
     assert running.shape == (4, 16)
     torch.testing.assert_close(running[:2], new[:2] + 0.5 * old)
     torch.testing.assert_close(running[2:], new[2:])

@@ -16,7 +16,7 @@ from clarena.cl_algorithms import EWC
 
 def _fisher_by_loop(ewc: EWC, stream: SyntheticStream, labels: str) -> dict[str, torch.Tensor]:
     """One backward per sample (and per class for "all"), as the reference does it."""
-    params = ewc.protected_parameters()
+    params = ewc.collector.protected_parameters()
     total = {n: torch.zeros_like(p) for n, p in params.items()}
     x, y, t = stream.train_sets[stream.task_id - 1].tensors
     ewc.eval()
@@ -46,7 +46,7 @@ def test_fisher_labels_match_one_backward_per_sample_and_class(scenario: str, la
         ewc.on_task_start(task, stream)
         if task == 1:
             ewc.on_task_end(task, stream)
-    fisher = ewc.compute_fisher(stream.train_dataloader())
+    fisher = ewc.collector.compute(stream.train_dataloader())
     expected = _fisher_by_loop(ewc, stream, labels)
     assert fisher.keys() == expected.keys()
     for n in fisher:
@@ -63,10 +63,10 @@ def test_the_matrix_product_rule_equals_per_sample_gradients(scenario: str, labe
     stream = SyntheticStream(scenario)
     stream.setup_task(1)
     ewc.on_task_start(1, stream)
-    assert ewc._linear_layers() is not None
-    fast = ewc.compute_fisher(stream.train_dataloader())
-    ewc.linear_fisher = False
-    slow = ewc.compute_fisher(stream.train_dataloader())
+    assert ewc.collector._linear_layers() is not None
+    fast = ewc.collector.compute(stream.train_dataloader())
+    ewc.collector.linear_fisher = False
+    slow = ewc.collector.compute(stream.train_dataloader())
     assert fast.keys() == slow.keys() and len(fast) == (6 if scenario == "CIL" else 4)
     for n in fast:
         torch.testing.assert_close(fast[n], slow[n], rtol=1e-4, atol=1e-9)
@@ -88,14 +88,14 @@ def test_offline_keeps_one_penalty_per_task_and_sums_them() -> None:
             for p in ewc.parameters():
                 p.add_(0.1 * torch.randn_like(p))
         ewc.on_task_end(task, stream)
-    assert len(ewc.fishers) == len(ewc.anchor_sets) == 2
-    f1, f2 = ewc.fishers
-    a1, a2 = ewc.anchor_sets
+    assert len(ewc.collector.fishers) == len(ewc.collector.anchor_sets) == 2
+    f1, f2 = ewc.collector.fishers
+    a1, a2 = ewc.collector.anchor_sets
     assert not torch.equal(a1["heads.linear.weight"], a2["heads.linear.weight"])
     stream.setup_task(3)
     ewc.on_task_start(3, stream)
     batch = next(iter(stream.train_dataloader()))
-    params = {n: p.detach() for n, p in ewc.protected_parameters().items()}
+    params = {n: p.detach() for n, p in ewc.collector.protected_parameters().items()}
     expected = 3.0 * sum(
         float((f[n] * (params[n] - a[n]) ** 2).sum()) for f, a in ((f1, a1), (f2, a2)) for n in f
     )
@@ -103,15 +103,19 @@ def test_offline_keeps_one_penalty_per_task_and_sums_them() -> None:
     # the checkpointed state restores both penalties
     other = build_algorithm("ewc", "DIL", ewc_factor=3.0, online=False)
     other.load_extra_cl_state(ewc.extra_cl_state())
-    assert len(other.fishers) == 2
-    assert all(torch.equal(other.fishers[k][n], ewc.fishers[k][n]) for k in (0, 1) for n in f1)
+    assert len(other.collector.fishers) == 2
+    assert all(
+        torch.equal(other.collector.fishers[k][n], ewc.collector.fishers[k][n])
+        for k in (0, 1)
+        for n in f1
+    )
 
 
 def test_online_state_of_the_one_fisher_format_still_loads() -> None:
     ewc = build_algorithm("ewc", "DIL")
     ewc.load_extra_cl_state({"fisher": {"w": torch.ones(2)}, "anchors": {"w": torch.zeros(2)}})
-    assert torch.equal(ewc.fisher["w"], torch.ones(2)) and torch.equal(
-        ewc.anchors["w"], torch.zeros(2)
+    assert torch.equal(ewc.collector.fisher["w"], torch.ones(2)) and torch.equal(
+        ewc.collector.anchors["w"], torch.zeros(2)
     )
 
 
@@ -128,12 +132,13 @@ _PEAK = textwrap.dedent(
     heads.setup_task(1, 2)
     sgd = functools.partial(torch.optim.SGD, lr=0.1)
     ewc = EWC(backbone, heads, sgd, "TIL", fisher_chunk_size=8)  # both counts fill whole chunks
-    ewc.linear_fisher = False  # the per-sample (torch.func) path, where the graph once leaked
+    # the per-sample (torch.func) path, where the graph once leaked
+    ewc.collector.linear_fisher = False
     peaks = []
     for n in (16, 256):
         data = TensorDataset(torch.rand(n, 1, 28, 28), torch.randint(0, 2, (n,)),
                              torch.ones(n, dtype=torch.long))
-        ewc.compute_fisher(DataLoader(data, batch_size=128))
+        ewc.collector.compute(DataLoader(data, batch_size=128))
         peaks.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
     print(peaks[0], peaks[1])
     """

@@ -60,7 +60,7 @@ def test_importance_on_a_linear_model_is_the_hand_computed_mean_absolute_gradien
     Mean of the absolute values: W [[10, 4], [6, 4]] / 3, b (10, 8) / 3 (the absolute value of
     the batch's mean gradient would give b (2, 8) / 3: the gradient is taken per sample)."""
     mas = _linear_mas()
-    importance = mas.compute_importance(Loader())
+    importance = mas.collector.compute(Loader())
     assert set(importance) == {"heads.linear.weight", "heads.linear.bias"}
     weight = torch.tensor([[10.0, 4.0], [6.0, 4.0]], dtype=torch.float64) / 3
     torch.testing.assert_close(importance["heads.linear.weight"], weight)
@@ -68,7 +68,7 @@ def test_importance_on_a_linear_model_is_the_hand_computed_mean_absolute_gradien
         importance["heads.linear.bias"], torch.tensor([10.0, 8.0]).double() / 3
     )
     # at most 2 samples: the first batch only
-    first_two = _linear_mas(importance_num_samples=2).compute_importance(Loader())
+    first_two = _linear_mas(importance_num_samples=2).collector.compute(Loader())
     torch.testing.assert_close(first_two["heads.linear.bias"], torch.tensor([3.0, 3.0]).double())
 
 
@@ -78,7 +78,7 @@ def test_penalty_and_accumulation_over_tasks() -> None:
     assert mas.loss_terms(batch)["mas"].item() == 0.0
     mas.on_task_end(1, TwoClasses())
     omega_b = torch.tensor([10.0, 8.0], dtype=torch.float64) / 3
-    torch.testing.assert_close(mas.importance["heads.linear.bias"], omega_b)
+    torch.testing.assert_close(mas.collector.importance["heads.linear.bias"], omega_b)
     mas.on_task_start(2, TwoClasses())
     with torch.no_grad():
         mas.heads.linear.bias += torch.tensor([2.0, 1.0], dtype=torch.float64)
@@ -87,7 +87,7 @@ def test_penalty_and_accumulation_over_tasks() -> None:
     with torch.no_grad():
         mas.heads.linear.bias -= torch.tensor([2.0, 1.0], dtype=torch.float64)
     mas.on_task_end(2, TwoClasses())  # same model, same data: the importance doubles
-    torch.testing.assert_close(mas.importance["heads.linear.bias"], 2 * omega_b)
+    torch.testing.assert_close(mas.collector.importance["heads.linear.bias"], 2 * omega_b)
 
 
 def test_importance_matches_one_backward_per_sample_with_task_heads() -> None:
@@ -97,8 +97,8 @@ def test_importance_matches_one_backward_per_sample_with_task_heads() -> None:
     for task in (1, 2):
         stream.setup_task(task)
         mas.on_task_start(task, stream)
-    importance = mas.compute_importance(stream.train_dataloader())
-    params = mas.protected_parameters()
+    importance = mas.collector.compute(stream.train_dataloader())
+    params = mas.collector.protected_parameters()
     assert set(importance) == set(params) == {"backbone.net.1.weight", "backbone.net.1.bias"}
     expected = {n: torch.zeros_like(p) for n, p in params.items()}
     x, _, t = stream.train_sets[1].tensors
@@ -125,7 +125,7 @@ def test_importance_and_anchors_survive_a_weights_only_checkpoint(tmp_path) -> N
     restored = build_algorithm("mas", "CIL")
     restored.load_cl_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
     for key in ("mas_importance", "mas_anchors"):
-        a, b = mas.extra_cl_state()[key], restored.extra_cl_state()[key]
-        assert a.keys() == b.keys() == set(mas.protected_parameters())
+        a, b = mas.collector.state_dict()[key], restored.collector.state_dict()[key]
+        assert a.keys() == b.keys() == set(mas.collector.protected_parameters())
         assert all(torch.equal(a[n], b[n]) for n in a)
-    assert mas.importance["heads.linear.weight"].shape == (4, 16)
+    assert mas.collector.importance["heads.linear.weight"].shape == (4, 16)

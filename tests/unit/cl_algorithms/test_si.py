@@ -70,14 +70,16 @@ def test_importance_is_the_path_integral_on_a_two_parameter_quadratic() -> None:
     for step in range(2):
         _quadratic_step(si, optimizer, step)
     expected_path = torch.tensor([0.181, 0.656], dtype=torch.float64)
-    torch.testing.assert_close(si.path_integral["backbone.theta"], expected_path)
+    torch.testing.assert_close(si.collector.path_integral["backbone.theta"], expected_path)
     # the head got no gradient: nothing is credited to it
-    assert not si.path_integral["heads.linear.weight"].any()
+    assert not si.collector.path_integral["heads.linear.weight"].any()
     si.on_task_end(1, TwoClasses())
     expected = torch.tensor([0.181 / 0.1361, 20 / 7], dtype=torch.float64)
-    torch.testing.assert_close(si.importance["backbone.theta"], expected)
-    torch.testing.assert_close(si.anchors["backbone.theta"], torch.tensor([0.81, 0.64]).double())
-    assert not si.importance["heads.linear.weight"].any()
+    torch.testing.assert_close(si.collector.importance["backbone.theta"], expected)
+    torch.testing.assert_close(
+        si.collector.anchors["backbone.theta"], torch.tensor([0.81, 0.64]).double()
+    )
+    assert not si.collector.importance["heads.linear.weight"].any()
     # the penalty c · Σ Ω (θ − θ*)²: move θ₁ by 1 → 10 · Ω₁
     si.on_task_start(2, TwoClasses())
     with torch.no_grad():
@@ -121,9 +123,9 @@ def test_a_grown_head_keeps_its_new_classes_unpenalised() -> None:
     stream.setup_task(2)
     si.on_task_start(2, stream)
     weight = si.heads.linear.weight
-    assert si.importance["heads.linear.weight"].shape == weight.shape == (4, 16)
-    assert not si.importance["heads.linear.weight"][2:].any()
-    assert torch.equal(si.anchors["heads.linear.weight"][2:], weight[2:].detach())
+    assert si.collector.importance["heads.linear.weight"].shape == weight.shape == (4, 16)
+    assert not si.collector.importance["heads.linear.weight"][2:].any()
+    assert torch.equal(si.collector.anchors["heads.linear.weight"][2:], weight[2:].detach())
     with torch.no_grad():
         si.backbone.net[1].weight.add_(0.1)
     before = si.loss_terms((x, y, t))["si"]
@@ -154,6 +156,6 @@ def test_a_checkpoint_inside_a_task_continues_the_path_integral_exactly(tmp_path
         steps(si, 2, 5, torch.optim.SGD(si.trainable_parameters(), lr=0.1))
         si.on_task_end(1, stream)
     for key in ("si_importance", "si_anchors"):
-        a, b = first.extra_cl_state()[key], resumed.extra_cl_state()[key]
+        a, b = first.collector.state_dict()[key], resumed.collector.state_dict()[key]
         assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
-    assert first.importance["backbone.net.1.weight"].abs().sum() > 0
+    assert first.collector.importance["backbone.net.1.weight"].abs().sum() > 0

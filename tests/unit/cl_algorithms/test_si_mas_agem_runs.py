@@ -74,7 +74,7 @@ def test_a_digits_run_in_every_scenario(name: str, scenario: str) -> None:
         assert kept == {k: min(100, n) for k, n in available.items()}
         assert max(available.values()) > 100 or scenario == "DataIL"
     if isinstance(algorithm, SI | MAS):
-        importance = algorithm.importance
+        importance = algorithm.collector.importance
         assert "backbone.net.1.weight" in importance and (scenario == "TIL") != (
             "heads.linear.weight" in importance
         )
