@@ -169,12 +169,16 @@ def _fresh_output_dir(resolved: str, explicit: bool) -> Path:
     return path.with_name(f"{path.name}_{n}")
 
 
-def prepare(overrides: list[str], multirun: bool) -> list[str]:
-    """Compose and check the config; return the overrides to launch with (fresh `output_dir`).
+def prepare(overrides: list[str], multirun: bool) -> tuple[list[str], Any]:
+    """Compose and check the config; return the overrides to launch with (fresh `output_dir`)
+    and the composed config (with Hydra's node; of the first job of a sweep), `output_dir` and
+    Hydra's record of the overrides set to the ones returned.
 
     Raises:
         ConfigError: One line naming the cause and the fix.
     """
+    from omegaconf import open_dict, read_write
+
     from clarena.pipelines.config import compose_config, validate_config
 
     named = [o for o in overrides if _key(o) in _RUN_DIR_KEYS]
@@ -183,11 +187,15 @@ def prepare(overrides: list[str], multirun: bool) -> list[str]:
         overrides = [o for o in overrides if _key(o) not in _RUN_DIR_KEYS]
         overrides.append("output_dir=" + named[-1].split("=", 1)[1])
     single = _first_of_sweeps(overrides) if multirun else overrides
-    cfg = compose_config(single)
+    cfg = compose_config(single, return_hydra_config=True)
     validate_config(cfg)
     output_dir = _fresh_output_dir(str(cfg.output_dir), explicit=bool(named))
     kept = [o for o in overrides if _key(o) != "output_dir"]
-    return [*kept, f"output_dir={_quote(str(output_dir))}"]
+    launch = [*kept, f"output_dir={_quote(str(output_dir))}"]
+    with read_write(cfg), open_dict(cfg):
+        cfg.output_dir = str(output_dir)  # what composing with the `output_dir` override gives
+        cfg.hydra.overrides.task = launch
+    return launch, cfg
 
 
 def _task_function(cfg) -> None:
@@ -260,6 +268,41 @@ def execute(cfg, run_dir: Path, resume: bool) -> None:
         ) from None
     finally:
         unlock_run_folder(run_dir)
+
+
+def _run_composed(cfg: Any) -> int:
+    """Run one job on the config `prepare` composed, as Hydra's `run` would (the job's folder,
+    `.hydra/` records, logging, callbacks) without composing it a second time; return the exit
+    code."""
+    from hydra._internal.callbacks import Callbacks  # what Hydra's own `run` calls
+    from hydra.core.utils import run_job
+    from hydra.types import HydraContext, RunMode
+    from omegaconf import open_dict, read_write
+
+    with read_write(cfg.hydra), open_dict(cfg.hydra):
+        cfg.hydra.mode = RunMode.RUN
+    callbacks = Callbacks(cfg)
+    callbacks.on_run_start(config=cfg, config_name="train")
+    context = HydraContext(config_loader=None, callbacks=callbacks)  # type: ignore[arg-type]
+    try:
+        ret = run_job(
+            task_function=_task_function,
+            config=cfg,
+            job_dir_key="hydra.run.dir",
+            job_subdir_key=None,
+            hydra_context=context,
+        )
+        callbacks.on_run_end(config=cfg, config_name="train", job_return=ret)
+        _ = ret.return_value  # raises the job's exception, as Hydra's run does
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else EXIT_RUN_FAILED
+    except Exception as exc:  # outside the run itself (which reports its own failures)
+        if _verbose():
+            traceback.print_exc()
+        _error(one_line(exc))
+        return EXIT_RUN_FAILED
+    return 0
 
 
 def _launch(hydra_args: list[str]) -> int:
@@ -446,9 +489,10 @@ def _main(args: list[str]) -> int:
         return EXIT_BAD_INPUT
     inspect_only = any(f.startswith(("--cfg", "-c", "--info", "--hydra-help")) for f in hydra_flags)
     run_dir = None
+    composed = None
     if not inspect_only:
         try:
-            overrides = prepare(overrides, multirun)
+            overrides, composed = prepare(overrides, multirun)
             if not multirun:  # lock before Hydra writes into the folder
                 from clarena.pipelines.run_folder import lock_run_folder
 
@@ -458,6 +502,8 @@ def _main(args: list[str]) -> int:
             _error(str(exc))
             return EXIT_BAD_INPUT
     try:
+        if composed is not None and not multirun and not hydra_flags:
+            return _run_composed(composed)  # one run: the config is composed once
         return _launch([*hydra_flags, *overrides])
     finally:
         if run_dir is not None:

@@ -59,3 +59,38 @@ def test_clarena_eval_re_tests_the_saved_models_and_rewrites_nothing(tmp_path: P
         after["eval/accuracy_matrix_task_aware.csv"]
         == before["results/accuracy_matrix_task_aware.csv"]
     )
+
+
+def test_a_single_run_composes_its_config_once(tmp_path, monkeypatch) -> None:
+    """`clarena train` composes the config once for a run (its pre-flight check's composition is
+    the job's), and the job still gets Hydra's records: `.hydra/config.yaml`, `overrides.yaml`
+    (the resume command's source) with the fresh `output_dir`."""
+    import yaml
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    from clarena.pipelines.train import main
+
+    calls: list[int] = []
+    real = ConfigLoaderImpl.load_configuration
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ConfigLoaderImpl, "load_configuration", counted)
+    run = tmp_path / "run"
+    code = main(
+        [
+            "cl_dataset.num_tasks=2",
+            "trainer.max_epochs=-1",
+            "trainer.max_steps=3",
+            "trainer.enable_progress_bar=false",
+            "logger=none",
+            f"output_dir={run}",
+        ]
+    )
+    assert code == 0 and len(calls) == 1
+    overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
+    assert overrides[-1].startswith("output_dir=") and str(run) in overrides[-1]
+    assert (run / ".hydra" / "config.yaml").exists()
+    assert (run / "results" / "metrics.json").exists()

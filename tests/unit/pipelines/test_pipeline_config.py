@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from clarena.pipelines.config import (
     callback_nodes,
@@ -170,9 +171,19 @@ def test_a_config_is_validated_once_per_process(tmp_path, monkeypatch) -> None:
     real = config._check_top_level
     monkeypatch.setattr(config, "_check_top_level", lambda cfg: checks.append(1) or real(cfg))
     base = ["cl_dataset.num_tasks=2", f"output_dir={tmp_path / 'run'}"]
-    overrides = prepare(base, multirun=False)
+    overrides, composed = prepare(base, multirun=False)
     assert checks == [1]
-    job = config.compose_config(overrides)  # what Hydra composes for the job
+    job = config.compose_config(overrides)  # what Hydra composes for the job of a sweep
+
+    # the config `prepare` hands to a single run is that composition, to the last value
+    def plain(cfg) -> dict:
+        return {
+            k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+            for k, v in ((k, cfg[k]) for k in cfg if k != "hydra")
+        }
+
+    assert plain(composed) == plain(job)
+    assert list(composed.hydra.overrides.task) == overrides
     config.validate_config(job, build=False)
     config.validate_config(job)
     assert checks == [1]
