@@ -377,9 +377,10 @@ class ParameterChange(Term):
     def forward(self, ctx: StepContext) -> Tensor:
         """$\\lambda \\sum_{\\text{penalties}} \\sum_i \\Omega_i (\\theta_i - \\theta^*_i)^2$."""
         total = ctx.logits.new_zeros(())
-        if not self.collector.penalties():
+        penalties = self.collector.penalties()
+        if not penalties:
             return total
-        self.collector.follow(ctx.x.device)
+        self.collector.follow(ctx.x.device)  # may replace the stored tensors: read them again
         current = self.collector.protected_parameters()
         for importance, anchors in self.collector.penalties():
             params = {n: crop_to(current[n], a.shape) for n, a in anchors.items()}

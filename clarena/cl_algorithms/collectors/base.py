@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -83,3 +84,33 @@ def move_all(states: tuple[dict[str, Tensor], ...], device: torch.device) -> Non
         for name, value in state.items():
             if value.device != device:
                 state[name] = value.to(device)
+
+
+@contextmanager
+def on_fit_device_in_eval(algorithm: CLAlgorithm) -> Iterator[tuple[torch.device, torch.device]]:
+    """Run a task-end measurement where the model was trained, in eval mode: yields
+    `(device, home)`, the fit device and the model's present device, and restores both the mode
+    and the device afterwards (Lightning leaves the model on the CPU after `fit`)."""
+    home = algorithm._model_device()
+    device = algorithm.fit_device or home
+    algorithm.to(device)
+    was_training = algorithm.training
+    algorithm.eval()
+    try:
+        yield device, home
+    finally:
+        algorithm.train(was_training)
+        algorithm.to(home)
+
+
+def pooled_mean(
+    sums: dict[str, Tensor], count: int, device: torch.device, home: torch.device
+) -> dict[str, Tensor]:
+    """`sums / count` on `home`; under DDP the ranks' sums and counts are pooled first (each rank
+    saw its own shard), so every rank holds the same mean."""
+    total = torch.tensor(float(count), device=device)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        for value in sums.values():
+            torch.distributed.all_reduce(value)
+        torch.distributed.all_reduce(total)
+    return {n: (value / total.clamp_min(1.0)).to(home) for n, value in sums.items()}

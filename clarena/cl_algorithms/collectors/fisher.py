@@ -14,6 +14,8 @@ from clarena.cl_algorithms.collectors.base import (
     ImportanceCollector,
     Penalty,
     detached_copy,
+    on_fit_device_in_eval,
+    pooled_mean,
 )
 from clarena.cl_algorithms.regularizers import online_fisher_update
 from clarena.cl_algorithms.regularizers._common import check_choice
@@ -117,16 +119,11 @@ class FisherImportance(ImportanceCollector):
         (a matrix product; $w_n$ the label's weight). Otherwise per-sample gradients are taken
         with `torch.func` (`vmap` of `grad`).
         """
-        a = self.algorithm
-        home = a._model_device()
-        device = a.fit_device or home
-        a.to(device)  # back where it was trained (Lightning leaves it on the CPU after fit)
-        fisher = {n: torch.zeros_like(p.detach()) for n, p in self.protected_parameters().items()}
-        layers = self._linear_layers() if self.linear_fisher else None
-        count = 0
-        was_training = a.training
-        a.eval()
-        try:
+        with on_fit_device_in_eval(self.algorithm) as (device, home):
+            params = self.protected_parameters()
+            fisher = {n: torch.zeros_like(p.detach()) for n, p in params.items()}
+            layers = self._linear_layers() if self.linear_fisher else None
+            count = 0
             with torch.no_grad():
                 for x, y, task_ids in loader:
                     x, y, task_ids = x.to(device), y.to(device), task_ids.to(device)
@@ -150,16 +147,7 @@ class FisherImportance(ImportanceCollector):
                     count += x.shape[0]
                     if self.fisher_num_samples is not None and count >= self.fisher_num_samples:
                         break
-        finally:
-            a.train(was_training)
-            a.to(home)
-        total = torch.tensor(float(count), device=device)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            # every rank saw its own shard: pool the sums so all ranks hold the same Fisher
-            for f in fisher.values():
-                torch.distributed.all_reduce(f)
-            torch.distributed.all_reduce(total)
-        return {n: (f / total.clamp_min(1.0)).to(home) for n, f in fisher.items()}
+        return pooled_mean(fisher, count, device, home)
 
     def _linear_layers(self) -> dict[str, nn.Linear] | None:
         """Module path → `nn.Linear` for the protected parameters, or None when one is not a

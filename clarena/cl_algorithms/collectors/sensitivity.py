@@ -14,6 +14,8 @@ from clarena.cl_algorithms.collectors.base import (
     Penalty,
     detached_copy,
     move_all,
+    on_fit_device_in_eval,
+    pooled_mean,
 )
 from clarena.cl_algorithms.regularizers.importance import grow_to, output_sensitivity
 
@@ -82,15 +84,10 @@ class OutputSensitivityImportance(ImportanceCollector):
         """$\\frac1N \\sum_n |\\nabla_\\theta \\lVert f_\\theta(x_n) \\rVert_2^2|$ of the protected
         parameters over the inputs of `loader` (batches `(x, y, task_ids)`), in eval mode."""
         a = self.algorithm
-        home = a._model_device()
-        device = a.fit_device or home
-        a.to(device)  # back where it was trained (Lightning leaves it on the CPU after fit)
-        params = {n: p.detach() for n, p in self.protected_parameters().items()}
-        total = {n: torch.zeros_like(p) for n, p in params.items()}
-        count = 0
-        was_training = a.training
-        a.eval()
-        try:
+        with on_fit_device_in_eval(a) as (device, home):
+            params = {n: p.detach() for n, p in self.protected_parameters().items()}
+            total = {n: torch.zeros_like(p) for n, p in params.items()}
+            count = 0
             for x, _, task_ids in loader:
                 x, task_ids = x.to(device), task_ids.to(device)
                 if self.importance_num_samples is not None:
@@ -108,15 +105,7 @@ class OutputSensitivityImportance(ImportanceCollector):
                 count += x.shape[0]
                 if self.importance_num_samples is not None and count >= self.importance_num_samples:
                     break
-        finally:
-            a.train(was_training)
-            a.to(home)
-        samples = torch.tensor(float(count), device=device)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            for s in total.values():
-                torch.distributed.all_reduce(s)
-            torch.distributed.all_reduce(samples)
-        return {n: (s / samples.clamp_min(1.0)).to(home) for n, s in total.items()}
+        return pooled_mean(total, count, device, home)
 
     def state_dict(self) -> dict[str, Any]:
         """$\\Omega$ and $\\theta^*$."""
