@@ -149,8 +149,7 @@ class AGEM(CLAlgorithm):
                 p.grad = g.view_as(p).clone()
             else:
                 p.grad.copy_(g.view_as(p))
-        if self._trainer is not None:  # called by a trainer (tests call it directly)
-            self.log("train/agem_projected", violated.float(), batch_size=1)
+        self.log_step_value("train/agem_projected", violated.float())
 
     # ------------------------------------------------------------------ checkpoint
     def extra_cl_state(self) -> dict[str, Any]:

@@ -203,6 +203,19 @@ class CLAlgorithm(LightningModule):
         acc = (logits.argmax(1) == y).float().mean()
         self.log("val/acc", acc, prog_bar=True, batch_size=x.shape[0])
 
+    def log_step_value(self, name: str, value: Tensor) -> None:
+        """Log a per-step value outside the loss (A-GEM's projection flag): through the lean
+        loop's `record_step_value` (interval means, no host synchronisation), or Lightning's
+        `self.log` under a Trainer; nothing outside a loop (a test calling a hook directly)."""
+        trainer = self._trainer
+        if trainer is None:
+            return
+        record = getattr(trainer, "record_step_value", None)
+        if record is not None:
+            record(name, value)
+        else:
+            self.log(name, value, batch_size=1)
+
     def on_fit_start(self) -> None:
         """Remember the training device for the task-end computations."""
         self.fit_device = self.device
@@ -262,7 +275,6 @@ class CLAlgorithm(LightningModule):
             known = known.to(task_ids.device)
             x, y, task_ids = x[known], y[known], task_ids[known]
         logits = self.test_logits(x, task_ids)
-        self.log("test/acc", (logits.argmax(1) == y).float().mean(), batch_size=x.shape[0])
         return task_predictions(logits, y, task_ids, self.heads.class_range)
 
     # ------------------------------------------------------------------ checkpoint

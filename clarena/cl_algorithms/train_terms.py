@@ -124,6 +124,23 @@ class TrainTermsLog(pl.Callback):
         trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
         trainer.progress_bar_metrics[f"train/{LOSS}"] = means[-1]
 
+    def loop_state(self) -> dict[str, Any]:
+        """The steps recorded since the last write, for the lean loop's checkpoint (which may fall
+        inside a logging interval); weights-only safe: CPU tensors, numbers, strings."""
+        return {
+            "names": list(self._names),
+            "pending": [[v.cpu(), loss.cpu(), step] for v, loss, step in self._pending],
+            "written_step": self._written_step,
+            "epoch": self._epoch,
+        }
+
+    def load_loop_state(self, state: dict[str, Any], device: torch.device) -> None:
+        """Restore `loop_state()` (after `_reset` by the fit that resumes)."""
+        self._names = tuple(state["names"])
+        self._pending = [(v.to(device), loss.to(device), int(s)) for v, loss, s in state["pending"]]
+        self._written_step = int(state["written_step"])
+        self._epoch = state["epoch"]
+
     # ------------------------------------------------------------------ Lightning hooks
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Start with nothing pending and the Trainer's logging interval."""

@@ -303,6 +303,13 @@ class RecordPredictions(pl.Callback):
             t: {k: distributed.gather_sharded(v) for k, v in out.items()}
             for t, out in self.predictions.compute().items()
         }
+        accuracies = {
+            f"test/acc/task_{t}": float((out["preds"] == out["targets"]).float().mean())
+            for t, out in self.outputs.items()
+            if out["targets"].numel()
+        }
+        for logger in trainer.loggers if accuracies else ():
+            logger.log_metrics(accuracies, step=trainer.global_step)
         if self.results is None:
             return
         task_aware = getattr(pl_module, "scenario", None) == "CIL"

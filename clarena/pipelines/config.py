@@ -260,6 +260,9 @@ def _check_top_level(cfg: DictConfig) -> None:
     if not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"seed={seed} is outside 0..{MAX_SEED} (numpy's range); e.g. seed=1")
     _check_budget(cfg)
+    from clarena.pipelines.fit_loop import use_lean
+
+    use_lean(cfg)  # an unknown fit_loop, or fit_loop=lean on a config it cannot run
     for key in ("output_dir", "experiment_name"):
         if not isinstance(cfg.get(key), str) or not cfg.get(key):
             raise ConfigError(f"{key} must be a non-empty string, got {cfg.get(key)!r}")

@@ -51,6 +51,15 @@ from clarena.pipelines.callbacks import (
 from clarena.pipelines.components import Components, build_components
 from clarena.pipelines.config import callback_nodes, logger_nodes, to_plain
 from clarena.pipelines.errors import ConfigError
+from clarena.pipelines.fit_loop import (
+    WITHIN_TASK_FILE,
+    LeanTrainer,
+    checkpoint_interval,
+    guard_interval,
+    is_lean_checkpoint,
+    resolve_device,
+    use_lean,
+)
 from clarena.pipelines.loggers import CSVLogger, TaskSteps
 from clarena.pipelines.run_folder import CONFIG_FILE, config_digest, relocatable
 
@@ -59,9 +68,6 @@ log = logging.getLogger(__name__)
 RESULTS_DIR = "results"
 """Sub-folder of a run folder holding its results files."""
 
-WITHIN_TASK_FILE = "last.ckpt"
-"""Lightning's checkpoint of the task in progress (`filename: last` in `callbacks/default.yaml`)."""
-
 
 @dataclass
 class Progress:
@@ -69,7 +75,8 @@ class Progress:
 
     task: int = 0
     num_tasks: int = 0
-    trainer: pl.Trainer | None = None
+    trainer: Any = None
+    """The task's `pl.Trainer` or `LeanTrainer`."""
 
     @property
     def step(self) -> int:
@@ -111,6 +118,40 @@ def build_trainer(
     )
 
 
+def build_lean_trainer(
+    cfg: DictConfig,
+    run_dir: Path,
+    task_id: int,
+    loggers: list[Any],
+    callbacks: list[Any],
+    digest: str = "",
+    num_tasks: int | None = None,
+    kill_step: int | None = None,
+) -> LeanTrainer:
+    """The lean loop of task `task_id` (`clarena.pipelines.fit_loop`), set up from `cfg` as
+    `build_trainer` sets up a Trainer."""
+    trainer = cfg.trainer
+    every_steps, every_epochs = checkpoint_interval(cfg)
+    max_epochs = trainer.get("max_epochs", None)
+    return LeanTrainer(
+        task_id,
+        max_epochs=None if max_epochs is None else int(max_epochs),
+        max_steps=int(trainer.get("max_steps", -1)),
+        device=resolve_device(str(trainer.get("accelerator", "auto"))),
+        loggers=loggers,
+        callbacks=callbacks,
+        log_every_n_steps=int(trainer.get("log_every_n_steps", 50)),
+        checkpoint_dir=ckpt.within_task_dir(run_dir),
+        every_n_train_steps=every_steps,
+        every_n_epochs=every_epochs,
+        config_digest=digest,
+        progress_bar=bool(trainer.get("enable_progress_bar", True)),
+        num_tasks=num_tasks,
+        kill_step=kill_step,
+        guard_every=guard_interval(cfg),
+    )
+
+
 def _check_digest(found: str | None, digest: str, run_dir: Path, source: Path) -> None:
     if found and found != digest:
         raise ConfigError(
@@ -119,17 +160,24 @@ def _check_digest(found: str | None, digest: str, run_dir: Path, source: Path) -
         )
 
 
-def _within_task_checkpoint(run_dir: Path, task_id: int, digest: str) -> tuple[Path, int] | None:
-    """Lightning's last checkpoint of task `task_id` and its step, if the run died in that task."""
+def _within_task_checkpoint(
+    run_dir: Path, task_id: int, digest: str
+) -> tuple[Path, int, bool] | None:
+    """The within-task checkpoint of task `task_id`, its step and whether the lean loop wrote it,
+    if the run died in that task."""
     path = ckpt.within_task_dir(run_dir) / WITHIN_TASK_FILE
     if not path.is_file():
         return None
     checkpoint = ckpt.safe_load(path)
-    state = checkpoint.get("callbacks", {}).get(ResumeStateCallback.__qualname__, {})
+    lean = is_lean_checkpoint(checkpoint)
+    if lean:
+        state = checkpoint
+    else:
+        state = checkpoint.get("callbacks", {}).get(ResumeStateCallback.__qualname__, {})
     if state.get("task_id") != task_id:
         return None
     _check_digest(state.get("config_digest"), digest, run_dir, path)
-    return path, int(checkpoint.get("global_step", 0))
+    return path, int(checkpoint.get("global_step", 0)), lean
 
 
 TrainerFactory = Callable[[int, list[pl.Callback]], pl.Trainer]
@@ -144,7 +192,7 @@ def run_tasks(
     *,
     resume_from: Path | None = None,
     before_task: Callable[[int], None] | None = None,
-    after_task: Callable[[int, pl.Trainer], None] | None = None,
+    after_task: Callable[[int, Any], None] | None = None,
 ) -> CLResults:
     """The task loop every caller shares (`clarena train`, `clarena eval`, the tests, the docs'
     examples). For each task $t$ of `tasks`:
@@ -268,15 +316,25 @@ def _run(
         log.info("task %d/%d", task_id, num_tasks)
         progress.task, progress.trainer, steps.task = task_id, None, task_id
 
-    def trainer_for(task_id: int, callbacks: list[pl.Callback]) -> pl.Trainer:
-        if kill and kill[:2] == ("step", task_id):
-            callbacks = [*callbacks, KillSwitch(task_id, kill[2])]
+    lean = use_lean(cfg)
+    log.debug("fit loop: %s", "lean" if lean else "Lightning's Trainer")
+
+    def trainer_for(task_id: int, callbacks: list[pl.Callback]) -> Any:
+        kill_step = kill[2] if kill and kill[:2] == ("step", task_id) else None
+        lightning_resume = resume_from is not None and task_id == start and not resume_from[2]
+        if lean and not lightning_resume:
+            progress.trainer = build_lean_trainer(
+                cfg, run_dir, task_id, loggers, callbacks, digest, num_tasks, kill_step
+            )
+            return progress.trainer
+        if kill_step is not None:
+            callbacks = [*callbacks, KillSwitch(task_id, kill_step)]
         progress.trainer = build_trainer(
             cfg, run_dir, task_id, loggers, callbacks, digest, num_tasks
         )
         return progress.trainer
 
-    def after_task(task_id: int, trainer: pl.Trainer) -> None:
+    def after_task(task_id: int, trainer: Any) -> None:
         steps.offset += int(trainer.global_step)
         if worker:
             return  # rank zero writes the results and checkpoints

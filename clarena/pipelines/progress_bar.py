@@ -1,0 +1,107 @@
+"""The progress bar of the lean loop, and the label both loops' bars share.
+
+`task_label` is the text left of the bar: "task 3/5 · epoch 2/3", or "task 3/5 · epoch 2 ·
+2000 steps" under a step budget (tasks and epochs counted from 1). `LeanProgressBar` draws the
+lean loop's bar with rich (the library of Lightning's `RichProgressBar`, which the Trainer path
+uses through `clarena.pipelines.callbacks.TaskProgressBar`), redrawn every `refresh_every`
+optimizer steps and at the end of an epoch, never from a background thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def task_label(
+    task_id: int | None,
+    num_tasks: int | None,
+    epoch: int,
+    max_epochs: int | None,
+    max_steps: int | None,
+) -> str:
+    """ "task t/T · epoch e/E" (with " · N steps" under a step budget); `epoch` counts from 0."""
+    parts = []
+    if task_id is not None:
+        parts.append(f"task {task_id}" + (f"/{num_tasks}" if num_tasks else ""))
+    label = f"epoch {epoch + 1}"
+    parts.append(label + (f"/{max_epochs}" if max_epochs is not None and max_epochs > 0 else ""))
+    if max_steps is not None and max_steps > 0:
+        parts.append(f"{max_steps} steps")
+    return " · ".join(parts)
+
+
+class LeanProgressBar:
+    """A rich bar over the batches of an epoch, with the last logged `train/loss`.
+
+    Args:
+        task_id: The task being trained.
+        num_tasks: The run's number of tasks.
+        max_epochs: The epoch budget (-1 or None: none).
+        max_steps: The step budget (-1: none).
+        refresh_every: Optimizer steps between two redraws.
+    """
+
+    def __init__(
+        self,
+        task_id: int,
+        num_tasks: int | None,
+        max_epochs: int | None,
+        max_steps: int,
+        refresh_every: int = 10,
+    ) -> None:
+        if refresh_every < 1:
+            raise ValueError(f"refresh_every must be >= 1, got {refresh_every}")
+        self.task_id, self.num_tasks = task_id, num_tasks
+        self.max_epochs, self.max_steps = max_epochs, max_steps
+        self.refresh_every = refresh_every
+        self._progress: Any = None
+        self._bar: Any = None
+
+    def start(self) -> None:
+        """Show the bar (rich is imported here, only when a bar is drawn)."""
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[loss]}"),
+            auto_refresh=False,
+        )
+        self._progress.start()
+
+    def epoch_start(self, epoch: int, total: int) -> None:
+        """Begin the bar of epoch `epoch` (from 0) over `total` batches."""
+        if self._progress is None:
+            return
+        description = task_label(
+            self.task_id, self.num_tasks, epoch, self.max_epochs, self.max_steps
+        )
+        if self._bar is not None:
+            self._progress.remove_task(self._bar)
+        self._bar = self._progress.add_task(description, total=total, loss="")
+        self._progress.refresh()
+
+    def update(self, done: int, loss: float | None, force: bool = False) -> None:
+        """`done` batches of the epoch are trained; redraw every `refresh_every` (or `force`)."""
+        if self._progress is None or self._bar is None:
+            return
+        if done % self.refresh_every and not force:
+            return
+        loss_text = "" if loss is None else f"train/loss: {loss:.3g}"
+        self._progress.update(self._bar, completed=done, loss=loss_text)
+        self._progress.refresh()
+
+    def stop(self) -> None:
+        """Leave the last state of the bar on the screen."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+            self._bar = None
