@@ -5,10 +5,10 @@ task 1 of split Fashion-MNIST (12,000 images of classes 0 and 1; Debian's `datas
 a 784-32 ReLU MLP with a 32-2 head, Adam
 (lr 1e-3), batches of 128 reshuffled every epoch, `--steps` optimizer steps.
 
-- **clarena**: the components and the Trainer that `clarena train` builds for a task
-  (`clarena.pipelines.task_loop.build_components` / `build_trainer` from the composed config:
+- **clarena**: the components and the loop that `clarena train` builds for a task
+  (`clarena.pipelines.task_loop.build_components` / `build_lean_trainer` from the composed config:
   `trainer=default`, `callbacks=default` (within-task checkpoint every epoch), the CSV logger,
-  the progress bar unless `--no-bar`), and `trainer.fit` of `Finetuning` on task 1.
+  the progress bar unless `--no-bar`), and `fit` of `Finetuning` on task 1.
 - **bare**: the same MLP and head in a hand-written loop over a float copy of the same images:
   `randperm` per epoch, index, forward, cross-entropy, `zero_grad`, `backward`, `step`.
 
@@ -18,11 +18,12 @@ alternating pairs and (clarena - bare) / steps in milliseconds.
 
     OMP_NUM_THREADS=1 python benchmarks/step_overhead.py --steps 2000 --repeats 5
 
-`--variant` times other Trainer set-ups in the same run, to show where the time goes:
+`--variant` times other loops in the same run, to show where the time goes: `trainer` (the
+pipeline on Lightning's Trainer, `fit_loop=lightning`: its callbacks, logger and bar),
 `lightning` (a plain Lightning Trainer with no logger, callbacks or progress bar around the same
 algorithm), `lightning_min` (that plain Trainer around a minimal LightningModule holding the bare
-loop's model and batches: Lightning's loop alone), `fabric` (a sketch of an inner loop on Lightning
-Fabric around the same algorithm, loader and CSV logger: what a Trainer-free task loop would cost).
+loop's model and batches: Lightning's loop alone), `fabric` (a sketch of an inner loop on
+Lightning Fabric around the same algorithm, loader and CSV logger).
 """
 
 from __future__ import annotations
@@ -73,7 +74,22 @@ def _components(steps: int, out: Path, bar: bool):
 
 
 def run_clarena(steps: int, out: Path, bar: bool) -> Callable[[], None]:
-    """`build_trainer` + `trainer.fit` of task 1 exactly as `clarena train` sets them up."""
+    """`build_lean_trainer` + `fit` of task 1 exactly as `clarena train` sets them up (the lean
+    loop, `fit_loop: auto`)."""
+    from clarena.pipelines.task_loop import build_lean_trainer
+
+    cfg, components, loggers = _components(steps, out, bar)
+
+    def fit() -> None:
+        trainer = build_lean_trainer(cfg, out, 1, loggers, [])
+        trainer.fit(components.algorithm, datamodule=components.datamodule)
+
+    return fit
+
+
+def run_trainer(steps: int, out: Path, bar: bool) -> Callable[[], None]:
+    """`build_trainer` + `trainer.fit` of task 1 as `clarena train fit_loop=lightning` sets them
+    up (Lightning's Trainer with the pipeline's callbacks, logger and bar)."""
     from clarena.pipelines.task_loop import build_trainer
 
     cfg, components, loggers = _components(steps, out, bar)
@@ -220,6 +236,16 @@ def run_bare(steps: int, out: Path, bar: bool) -> Callable[[], None]:
     x_all, y_all, model = _bare_data(steps, out)
 
     def fit() -> None:
+        # a plain PyTorch process has no PYTORCH_NVML_BASED_CUDA_CHECK (`import lightning` sets
+        # it, which makes Adam's every step reload NVML on a machine without a GPU)
+        saved = os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+        try:
+            _loop()
+        finally:
+            if saved is not None:
+                os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = saved
+
+    def _loop() -> None:
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         n, done = len(y_all), 0
         while done < steps:
@@ -239,6 +265,7 @@ def run_bare(steps: int, out: Path, bar: bool) -> Callable[[], None]:
 
 RUNNERS = {
     "clarena": run_clarena,
+    "trainer": run_trainer,
     "lightning": run_lightning,
     "lightning_min": run_lightning_min,
     "fabric": run_fabric,
@@ -261,7 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
-        "--variant", action="append", choices=["lightning", "lightning_min", "fabric"], default=[]
+        "--variant",
+        action="append",
+        choices=["trainer", "lightning", "lightning_min", "fabric"],
+        default=[],
     )
     parser.add_argument("--no-bar", action="store_true", help="clarena without the progress bar")
     args = parser.parse_args(argv)

@@ -36,6 +36,7 @@ from clarena.metrics.predictions import PredictionLog, TaskPredictions
 from clarena.metrics.results import CLResults
 from clarena.pipelines.checkpoint import capture_rng, restore_rng
 from clarena.pipelines.errors import NonFiniteLossError
+from clarena.pipelines.progress_bar import task_label
 
 KILL_ENV = "CLARENA_KILL_AT"
 """Environment variable of the `KillSwitch` testing aid."""
@@ -92,18 +93,10 @@ class TaskProgressBar(RichProgressBar):
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def _get_train_description(self, current_epoch: int) -> str:
-        parts = []
-        if self.task_id is not None:
-            parts.append(f"task {self.task_id}" + (f"/{self.num_tasks}" if self.num_tasks else ""))
-        max_epochs = self.trainer.max_epochs
-        epoch = f"epoch {current_epoch + 1}"
-        parts.append(
-            epoch + (f"/{max_epochs}" if max_epochs is not None and max_epochs > 0 else "")
-        )
         max_steps = getattr(self.trainer, "max_steps", -1)
-        if max_steps is not None and max_steps > 0:
-            parts.append(f"{max_steps} steps")
-        label = " · ".join(parts)
+        label = task_label(
+            self.task_id, self.num_tasks, current_epoch, self.trainer.max_epochs, max_steps
+        )
         return f"{label:{len(self.validation_description)}}"
 
 

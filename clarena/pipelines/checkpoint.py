@@ -101,7 +101,8 @@ def capture_rng() -> dict[str, Any]:
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # noqa: NPY002
     state: dict[str, Any] = {
-        "python": {"version": version, "state": list(internal), "gauss": gauss},
+        # as one tensor: 625 Python ints pickle one by one (most of a small checkpoint's cost)
+        "python": {"version": version, "state": torch.tensor(internal), "gauss": gauss},
         "numpy": {
             "kind": kind,
             "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
@@ -118,7 +119,9 @@ def capture_rng() -> dict[str, Any]:
 def restore_rng(state: dict[str, Any]) -> None:
     """Restore the states `capture_rng` returned."""
     py = state["python"]
-    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    internal = py["state"]  # a tensor (a list in checkpoints of earlier versions)
+    internal = internal.tolist() if isinstance(internal, torch.Tensor) else internal
+    random.setstate((py["version"], tuple(int(v) for v in internal), py["gauss"]))
     npy = state["numpy"]
     keys = npy["keys"].numpy().astype(np.uint32)
     legacy = (npy["kind"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"])

@@ -42,7 +42,9 @@ cannot run.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -65,7 +67,8 @@ LOOPS = ("auto", "lean", "lightning")
 """The values of the config's `fit_loop`."""
 
 _TRAINER_TARGET = "lightning.pytorch.Trainer"
-_CHECKPOINT_TARGET = "lightning.pytorch.callbacks.ModelCheckpoint"
+CHECKPOINT_TARGET = "lightning.pytorch.callbacks.ModelCheckpoint"
+"""The callback whose interval the lean loop's within-task checkpoint follows."""
 _GUARD_TARGET = "clarena.pipelines.callbacks.NonFiniteLossGuard"
 _IGNORED = {
     "_target_",
@@ -122,7 +125,7 @@ def lean_refusal(cfg: DictConfig) -> str | None:
 
     for name, node in callback_nodes(cfg).items():
         target = node.get("_target_")
-        if target == _CHECKPOINT_TARGET:
+        if target == CHECKPOINT_TARGET:
             extra = set(node) - _CHECKPOINT_KEYS
             if extra:
                 return f"callbacks.{name} sets {', '.join(sorted(extra))}"
@@ -157,7 +160,7 @@ def checkpoint_interval(cfg: DictConfig) -> tuple[int, int]:
     from clarena.pipelines.config import callback_nodes
 
     for node in callback_nodes(cfg).values():
-        if node.get("_target_") == _CHECKPOINT_TARGET:
+        if node.get("_target_") == CHECKPOINT_TARGET:
             steps = int(node.get("every_n_train_steps") or 0)
             epochs = int(node.get("every_n_epochs") or 0) if not steps else 0
             return steps, epochs
@@ -179,6 +182,28 @@ def resolve_device(accelerator: str) -> torch.device:
     if accelerator in {"gpu", "cuda"} or (accelerator == "auto" and torch.cuda.is_available()):
         return torch.device("cuda", 0)
     return torch.device("cpu")
+
+
+NVML_CHECK_ENV = "PYTORCH_NVML_BASED_CUDA_CHECK"
+"""Set to 1 by `import lightning`: `torch.cuda.is_available()` then asks NVML first."""
+
+
+@contextmanager
+def plain_cuda_check() -> Iterator[None]:
+    """Run without Lightning's `PYTORCH_NVML_BASED_CUDA_CHECK=1`.
+
+    With it, every `torch.cuda.is_available()` before CUDA is initialised loads the NVML library
+    again (nothing is cached until then), and Adam calls it in every `step`: 0.1-0.25 ms a step
+    on a machine without a GPU, as much as a small model's whole step. Lightning sets it so that
+    a check does not initialise CUDA before it forks processes; the lean loop runs in one process
+    and forks none, so it lifts the setting while it runs and puts it back afterwards.
+    """
+    saved = os.environ.pop(NVML_CHECK_ENV, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[NVML_CHECK_ENV] = saved
 
 
 def is_lean_checkpoint(checkpoint: Any) -> bool:
@@ -334,7 +359,8 @@ class LeanTrainer:
         module.train()
         terms_log = getattr(module, "_train_terms", None)
         try:
-            self._fit(module, datamodule, Path(ckpt_path) if ckpt_path else None, terms_log)
+            with plain_cuda_check():
+                self._fit(module, datamodule, Path(ckpt_path) if ckpt_path else None, terms_log)
         except BaseException:
             if terms_log is not None:
                 terms_log.on_exception(self, module, RuntimeError("fit failed"))
@@ -534,7 +560,7 @@ class LeanTrainer:
         was_training = module.training
         self.testing = True
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), plain_cuda_check():
                 module.eval()
                 loaders = datamodule.test_dataloader()
                 loaders = loaders if isinstance(loaders, list | tuple) else [loaders]

@@ -52,6 +52,7 @@ from clarena.pipelines.components import Components, build_components
 from clarena.pipelines.config import callback_nodes, logger_nodes, to_plain
 from clarena.pipelines.errors import ConfigError
 from clarena.pipelines.fit_loop import (
+    CHECKPOINT_TARGET,
     WITHIN_TASK_FILE,
     LeanTrainer,
     checkpoint_interval,
@@ -99,7 +100,7 @@ def build_trainer(
     num_tasks: int | None = None,
 ) -> pl.Trainer:
     """A fresh Trainer for task `task_id` with the configured callbacks plus the pipeline's own."""
-    callbacks = [instantiate(node) for node in callback_nodes(cfg).values()]
+    callbacks = [instantiate(_at_epoch_ends(node)) for node in callback_nodes(cfg).values()]
     for callback in callbacks:
         if isinstance(callback, ModelCheckpoint):
             callback.dirpath = str(ckpt.within_task_dir(run_dir))
@@ -116,6 +117,21 @@ def build_trainer(
         plugins=[ckpt.AtomicCheckpointIO()],
         enable_checkpointing=checkpointing,
     )
+
+
+def _at_epoch_ends(node: DictConfig) -> DictConfig:
+    """A `ModelCheckpoint` node with `every_n_train_steps` turned into one checkpoint at the end of
+    every epoch: a Trainer resumed from inside an epoch does not replay it exactly (only the lean
+    loop does), so under the Trainer the within-task checkpoint stays at epoch ends."""
+    if node.get("_target_") != CHECKPOINT_TARGET or not node.get("every_n_train_steps"):
+        return node
+    log.info(
+        "Lightning's Trainer writes the within-task checkpoint at the end of every epoch (where "
+        "its resume is exact); every_n_train_steps applies to the lean loop"
+    )
+    node = node.copy()
+    node.every_n_train_steps, node.every_n_epochs = None, 1
+    return node
 
 
 def build_lean_trainer(
