@@ -339,6 +339,7 @@ class LeanTrainer:
         metrics = dict(zip(names, means))
         for logger in self.loggers:
             logger.log_metrics({**metrics, "epoch": self.current_epoch}, step=self.global_step - 1)
+            logger.save()
         self.logged_metrics.update(metrics)
 
     # ------------------------------------------------------------------ fit
@@ -518,6 +519,8 @@ class LeanTrainer:
             "train_terms": terms_log.loop_state() if terms_log is not None else None,
             "side": {k: [v.cpu() for v in vs] for k, vs in self._side.items()},
         }
+        for logger in self.loggers:  # the logs on disk reach the checkpoint's step
+            logger.save()
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         ckpt.atomic_torch_save(state, self.checkpoint_dir / WITHIN_TASK_FILE)
 

@@ -50,7 +50,7 @@ class TaskSteps:
 class _KeepingWriter(ExperimentWriter):
     """Lightning's CSV writer, appending to an existing `metrics.csv` instead of deleting it."""
 
-    def __init__(self, log_dir: str, keep_until: int | None) -> None:
+    def __init__(self, log_dir: str, keep_until: tuple[int, int, int] | None) -> None:
         self.keep_until = keep_until
         super().__init__(log_dir=log_dir)
 
@@ -62,10 +62,23 @@ class _KeepingWriter(ExperimentWriter):
             header = list(reader.fieldnames or [])
             rows = list(reader)
         if self.keep_until is not None:
-            rows = [r for r in rows if not r.get("step") or int(r["step"]) <= self.keep_until]
+            rows = [r for r in rows if _kept(r, *self.keep_until)]
             text = _csv_text(header, rows)
             atomic_write_text(self.metrics_file_path, text)
         self.metrics_keys = header
+
+
+def _kept(row: dict[str, str], task: int, start_step: int, steps_done: int) -> bool:
+    """Whether a row logged before a resume stays: the rows of the tasks before `task` (which
+    began at run step `start_step`), and those of `task` from its first `steps_done` steps (a
+    row's step counts from 0, so those have steps below `start_step + steps_done`)."""
+    if not row.get("step"):
+        return True
+    step = int(row["step"])
+    row_task = int(row[TASK_KEY]) if row.get(TASK_KEY) else None
+    if row_task is not None and row_task < task:
+        return step <= start_step
+    return step < start_step + steps_done
 
 
 def _csv_text(header: list[str], rows: list[dict[str, str]]) -> str:
@@ -86,8 +99,10 @@ class CSVLogger(LightningCSVLogger):
         **kwargs: As Lightning's `CSVLogger`.
     """
 
-    keep_until: int | None = None
-    """On resume: drop rows with a step above this one (set by the task loop before logging)."""
+    keep_until: tuple[int, int, int] | None = None
+    """On resume, `(task, start_step, steps_done)`: the run continues task `task`, which began at
+    run step `start_step`, after `steps_done` of its steps; the rows logged after that point are
+    dropped (they are logged again). Set by the task loop before anything is logged."""
 
     @property
     @rank_zero_experiment

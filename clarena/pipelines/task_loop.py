@@ -320,7 +320,7 @@ def _run(
     loggers = build_loggers(cfg)
     for logger in loggers:
         if resume and isinstance(logger, CSVLogger):
-            logger.keep_until = log_step + (resume_from[1] if resume_from else 0)
+            logger.keep_until = (start, log_step, resume_from[1] if resume_from else 0)
     steps = TaskSteps(loggers)
     steps.offset = log_step
     kill = kill_point()

@@ -174,3 +174,55 @@ def test_kill_at_exact_steps_of_a_step_budget_resumes_bit_identically(
     resumed = clarena("train", f"resume={run}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert_identical(run, er_reference)
+
+
+# The lean loop's within-task checkpoint every 5 steps: inside epochs (8 batches each here) and
+# inside logging intervals (every 4 steps), so a resume restores the epoch position, the loss terms
+# recorded since the last write and A-GEM's logged flag.
+STEP_CHECKPOINTS = (
+    "+callbacks.within_task_checkpoint.every_n_train_steps=5",
+    "callbacks.within_task_checkpoint.every_n_epochs=null",
+    "trainer.log_every_n_steps=4",
+)
+CASES.append(("agem", "CIL", "split_digits", STEP_CHECKPOINTS))
+
+
+def _step_args(algorithm: str) -> tuple[str, ...]:
+    return (f"cl_algorithm={algorithm}", "scenario=CIL", *STEP_BUDGET, "cl_dataset.num_tasks=2")
+
+
+@pytest.fixture(scope="module")
+def step_references(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Uninterrupted two-task ER and A-GEM runs with step-interval checkpoints."""
+    runs = {}
+    for algorithm in ("er", "agem"):
+        tmp = tmp_path_factory.mktemp(f"{algorithm}_steps")
+        args = (*_step_args(algorithm), *STEP_CHECKPOINTS)
+        proc = clarena("train", *args, f"output_dir={tmp / 'run'}", cwd=tmp)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs[algorithm] = tmp / "run"
+    return runs
+
+
+@pytest.mark.parametrize("algorithm", ["er", "agem"])
+@pytest.mark.parametrize("step", [7, 11, 16])
+def test_a_resume_from_inside_an_epoch_is_bit_identical_logs_included(
+    algorithm: str, step: int, step_references: dict[str, Path], tmp_path: Path
+) -> None:
+    """Killed 2, 1 and 1 steps after a checkpoint at steps 5, 10 and 15 of task 2 (batches 5, 2
+    and 7 of their epochs): the run continues from there, not from the task's start."""
+    run = tmp_path / "killed"
+    args = (*_step_args(algorithm), *STEP_CHECKPOINTS)
+    kill = {"CLARENA_KILL_AT": f"task:2:step:{step}"}
+    killed = clarena("train", *args, f"output_dir={run}", cwd=tmp_path, env=kill)
+    assert killed.returncode == -signal.SIGKILL
+    state = torch.load(run / "checkpoints" / "within_task" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == step - step % 5
+    assert state["batches_done"] == (step - step % 5) % 8
+    resumed = clarena("train", f"resume={run}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "continuing task 2 from" in (run / "train.log").read_text()
+    reference = step_references[algorithm]
+    assert_identical(run, reference)
+    logs = "lightning_logs/metrics.csv"
+    assert (run / logs).read_text() == (reference / logs).read_text()
