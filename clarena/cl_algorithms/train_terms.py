@@ -10,7 +10,8 @@ where Lightning itself writes its logs, $s + 1 \\equiv 0 \\pmod N$ for step $s$ 
    naming the task, the step and the term (so a NaN stops the run at most $N - 1$ steps late,
    whatever callbacks are configured);
 2. logs the mean of each term over those steps as `train/<name>` and of the loss as
-   `train/loss` to every logger of the Trainer (step and `epoch` as Lightning writes them), puts
+   `train/loss` to every logger of the trainer (Lightning's `Trainer` or the pipeline's lean loop;
+   step and `epoch` as Lightning writes them), puts
    them in `trainer.callback_metrics`, and shows `train/loss` in the progress bar.
 
 The same happens at the end of every epoch (before the within-task checkpoint is written, so no

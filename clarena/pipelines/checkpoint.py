@@ -6,8 +6,10 @@ A run folder holds, under `checkpoints/`:
   Fisher, replay buffer, ...), the metrics accumulator's state, the random-number states of python,
   numpy and torch, and the resolved config. Resuming from it continues exactly where the
   uninterrupted run would be.
-- `within_task/last.ckpt` during a task: Lightning's checkpoint at the end of the last epoch (model,
-  optimizer, loop counters) with the random-number states and the algorithm's extra state added
+- `within_task/last.ckpt` during a task: the lean loop's checkpoint (`clarena.pipelines.fit_loop`:
+  model, optimizer, position inside the task, random-number states, the algorithm's extra state),
+  or, under Lightning's Trainer, Lightning's checkpoint at the end of the last epoch with the
+  random-number states and the algorithm's extra state added
   (`clarena.pipelines.callbacks.ResumeStateCallback`). It is deleted once the task's own checkpoint
   is written.
 
@@ -41,7 +43,7 @@ CHECKPOINT_DIR = "checkpoints"
 """Sub-folder of a run folder holding its checkpoints."""
 
 WITHIN_TASK_DIR = "within_task"
-"""Sub-folder of `checkpoints/` holding Lightning's checkpoint of the task in progress."""
+"""Sub-folder of `checkpoints/` holding the checkpoint of the task in progress."""
 
 _TASK_FILE = re.compile(r"after_task_(\d+)\.pt$")
 
@@ -137,7 +139,7 @@ def task_checkpoint_path(run_dir: Path, task_id: int) -> Path:
 
 
 def within_task_dir(run_dir: Path) -> Path:
-    """The folder of Lightning's checkpoint of the task in progress."""
+    """The folder of the checkpoint of the task in progress."""
     return run_dir / CHECKPOINT_DIR / WITHIN_TASK_DIR
 
 

@@ -4,17 +4,20 @@ For each task $t = 1..T$ of the dataset (`run_tasks`, the loop every caller shar
 
 1. `datamodule.setup_task(t, cumulative=algorithm.cumulative_data)`;
 2. `algorithm.on_task_start(t, datamodule)` (snapshot h1, grow the heads, ...);
-3. a fresh Lightning `Trainer` (so `trainer.max_epochs` / `trainer.max_steps` count per task) fits
-   the task, with Lightning checkpoints at the end of every epoch;
+3. a fresh trainer (so `trainer.max_epochs` / `trainer.max_steps` count per task) fits the task,
+   with a within-task checkpoint: the lean loop (`clarena.pipelines.fit_loop.LeanTrainer`) when
+   the config allows it (one process, one device, `fit_loop: auto`), else a Lightning `Trainer`
+   (DDP, mixed precision, your own callbacks, `fit_loop: lightning`); both give the same results;
 4. `trainer.test` on every task so far; each `test_step` returns its predictions, which the
-   `RecordPredictions` callback adds to the `clarena.metrics.CLResults` accumulator;
+   `RecordPredictions` callback adds to the `clarena.metrics.CLResults` accumulator (and logs as
+   `test/acc/task_<k>`);
 5. `algorithm.on_task_end(t, datamodule)` (Fisher, replay buffer, ...);
 6. the results tables are rewritten (the plots after the last task) and the whole CL state is
    checkpointed atomically
    (`clarena.pipelines.checkpoint`).
 
 `run_experiment(cfg, run_dir, resume=True)` continues a run from its last task checkpoint and, when
-the process died inside a task, from Lightning's last checkpoint of that task: the random-number
+the process died inside a task, from the within-task checkpoint of that task: the random-number
 states travel with both, so the resumed run ends with the same accuracy matrix as an uninterrupted
 one.
 """
