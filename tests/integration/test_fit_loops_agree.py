@@ -106,3 +106,21 @@ def test_agem_logs_the_interval_mean_of_its_projection_flag(tmp_path: Path) -> N
     assert all(0.0 <= v <= 1.0 for v in values)
     # task 1 has no memory to project against: nothing is logged before task 2
     assert {int(r["task"]) for r in rows} == {2, 3}
+
+
+@pytest.mark.parametrize(("loop", "expected"), [("auto", "LeanTrainer"), ("lightning", "Trainer")])
+def test_clarena_train_runs_the_loop_fit_loop_names(
+    loop: str, expected: str, tmp_path: Path
+) -> None:
+    from clarena.pipelines.config import compose_config
+    from clarena.pipelines.task_loop import Progress, run_experiment
+
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = compose_config(
+        ["cl_dataset.num_tasks=2", "trainer.max_epochs=1", f"fit_loop={loop}", f"output_dir={run}"]
+    )
+    progress = Progress()
+    run_experiment(cfg, run, progress=progress)
+    assert type(progress.trainer).__name__ == expected
+    assert progress.step == progress.trainer.global_step > 0
