@@ -7,19 +7,20 @@ is most of the step. `LeanTrainer` runs the same `CLAlgorithm` (a LightningModul
 loop that calls the module's hooks in the order Lightning calls them, so a run gives the same
 numbers, bit for bit, through either loop (`tests/integration/test_results_unchanged.py`):
 
-    on_fit_start, on_train_start
+    setup("fit") (datamodule, module), on_fit_start, on_train_start
     every epoch e: loader.sampler.set_epoch(e), on_train_epoch_start
         every batch: on_train_batch_start,
                      optimizer_step(closure = training_step, optimizer_zero_grad, backward;
                                     on_before_optimizer_step between the closure and the step),
                      on_train_batch_end
         epoch-interval LR schedulers (after a complete epoch), on_train_epoch_end
-    on_train_end, on_fit_end
+    on_train_end, on_fit_end, teardown("fit")
 
-and tests with `on_test_epoch_start`, `test_step` per batch of every test loader (under
-`torch.inference_mode`, as Lightning), `on_test_epoch_end`. The pipeline's duties are called
-directly, not through hooks: the loss-term record (`TrainTermsLog`), the kill switch, the
-progress bar every 10 steps, and the within-task checkpoint.
+and tests with `setup("test")`, `on_test_epoch_start`, `test_step` per batch of every test
+loader (under `torch.inference_mode`, as Lightning), `on_test_epoch_end`, `teardown("test")`.
+The pipeline's duties are called directly, not through hooks: the loss-term record
+(`TrainTermsLog`), the kill switch, the progress bar (redrawn at most ten times a second), and the
+within-task checkpoint.
 
 **The within-task checkpoint** (`checkpoints/within_task/last.ckpt`) is written every
 `every_n_train_steps` optimizer steps (any step, also inside an epoch) or at the end of every
@@ -401,6 +402,8 @@ class LeanTrainer:
             logger.save()
 
     def _fit(self, module: Any, datamodule: Any, ckpt_path: Path | None, terms_log: Any) -> None:
+        datamodule.setup("fit")
+        module.setup("fit")
         loader = datamodule.train_dataloader()
         self.num_training_batches = float(len(loader))
         self._configure_optimizers(module)
@@ -422,6 +425,8 @@ class LeanTrainer:
         self._write_side()
         module.on_train_end()
         module.on_fit_end()
+        module.teardown("fit")
+        datamodule.teardown("fit")
 
     def _done(self) -> bool:
         if 0 < self.max_steps <= self.global_step:
@@ -565,6 +570,8 @@ class LeanTrainer:
         try:
             with torch.inference_mode(), plain_cuda_check():
                 module.eval()
+                datamodule.setup("test")
+                module.setup("test")
                 loaders = datamodule.test_dataloader()
                 loaders = loaders if isinstance(loaders, list | tuple) else [loaders]
                 module.on_test_start()
@@ -580,6 +587,8 @@ class LeanTrainer:
                     callback.on_test_epoch_end(self, module)
                 module.on_test_epoch_end()
                 module.on_test_end()
+                module.teardown("test")
+                datamodule.teardown("test")
         finally:
             self.testing = False
             module.train(was_training)
