@@ -301,7 +301,7 @@ class RecordPredictions(pl.Callback):
             for t, out in self.outputs.items()
             if out["targets"].numel()
         }
-        for logger in trainer.loggers if accuracies else ():
+        for logger in getattr(trainer, "loggers", None) or () if accuracies else ():
             logger.log_metrics(accuracies, step=trainer.global_step)
         if self.results is None:
             return
