@@ -28,6 +28,13 @@ from clarena.cl_datasets.transforms import BatchTransform
 CHUNK_ELEMENTS = 1 << 22
 """About how many image values (4 Mi: 16 MiB as float32) are transformed in one go."""
 
+CACHE_BYTES = 512 << 20
+"""A loader whose batches are a fixed function of its samples (no augmentation) and whose
+transformed samples take at most this many bytes (512 MiB as float32: a Fashion-MNIST task takes
+38 MiB, all of CIFAR-100's training set 614 MiB) transforms them once, at its first epoch, and then
+only gathers its batches from them: the transform (uint8 to float, normalisation, the task's
+permutation or rotation) of every epoch was most of a small model's step."""
+
 
 def _mixed_seed(*parts: int) -> int:
     """A well-mixed 63-bit seed from several integers (numpy's `SeedSequence`)."""
@@ -109,11 +116,34 @@ class InMemoryLoader:
         self.sampler = EpochSampler(int(index.shape[0]), shuffle=train, seed=self.seed)
         """The epoch's order; Lightning finds it here and calls its `set_epoch`."""
         self.batch_sampler = None  # Lightning reads `sampler` and `batch_sampler` as a pair
+        size = self.num_samples * self.images[0].numel() * 4
+        self.cached = not transform.augments(train) and size <= CACHE_BYTES
+        """Whether the transformed samples are computed once and kept (see `CACHE_BYTES`)."""
+        self._transformed: torch.Tensor | None = None
+        """With `cached`: the transformed samples, in the loader's sample order."""
 
     @property
     def device(self) -> torch.device:
         """Where the data and the batches live."""
         return self.images.device
+
+    def _transformed_samples(self) -> torch.Tensor:
+        """Every sample transformed, in sample order (computed on first use, a chunk at a time,
+        with the same operations the uncached path runs on its batches)."""
+        if self._transformed is None:
+            per_chunk = max(1, CHUNK_ELEMENTS // max(1, self.images[0].numel()))
+            out: torch.Tensor | None = None
+            for start in range(0, self.num_samples, per_chunk):
+                rows = self.index[start : start + per_chunk]
+                task_ids = self.task_ids[start : start + per_chunk]
+                x = self.transform(self.images.index_select(0, rows), task_ids)
+                if out is None:
+                    out = x.new_empty((self.num_samples, *x.shape[1:]))
+                out[start : start + x.shape[0]] = x
+            if out is None:  # no samples
+                out = torch.empty((0, *self.images.shape[1:]), device=self.device)
+            self._transformed = out
+        return self._transformed
 
     @property
     def num_samples(self) -> int:
@@ -174,6 +204,7 @@ class InMemoryLoader:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(_mixed_seed(self.seed, epoch, rank, 1))
         self.sampler.set_epoch(epoch + 1)
+        cache = self._transformed_samples() if self.cached else None
         per_chunk = max(1, CHUNK_ELEMENTS // max(1, self.images[0].numel()))
         first, start = 0, 0
         while first < len(sizes):
@@ -183,8 +214,12 @@ class InMemoryLoader:
                 last += 1
             positions = order[start : start + count]
             task_ids = self.task_ids.index_select(0, positions)
-            rows = self.index.index_select(0, positions)
-            x = self.transform(self.images.index_select(0, rows), task_ids, generator, self.train)
+            if cache is not None:
+                x = cache.index_select(0, positions)
+            else:
+                rows = self.index.index_select(0, positions)
+                images = self.images.index_select(0, rows)
+                x = self.transform(images, task_ids, generator, self.train)
             labels = self.labels.index_select(0, positions)
             split = sizes[first:last]
             yield from zip(x.split(split), labels.split(split), task_ids.split(split), strict=True)

@@ -119,6 +119,11 @@ class BatchTransform:
         self.horizontal_flip = bool(horizontal_flip)
         self._affine: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
+    def augments(self, augment: bool) -> bool:
+        """Whether a call with `augment` draws random numbers (else its output is a function of
+        the images and task ids alone, and may be computed once)."""
+        return augment and (self.crop_padding > 0 or self.horizontal_flip)
+
     def __call__(
         self,
         x: torch.Tensor,

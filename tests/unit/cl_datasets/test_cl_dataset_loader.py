@@ -9,7 +9,13 @@ import torch
 
 from clarena.cl_datasets import InMemoryLoader
 from clarena.cl_datasets import loader as loader_module
-from clarena.cl_datasets.transforms import BatchTransform, channel_stats, random_crop
+from clarena.cl_datasets.transforms import (
+    BatchTransform,
+    PixelPermutation,
+    Rotation,
+    channel_stats,
+    random_crop,
+)
 
 IDENTITY = BatchTransform([0.0], [1.0 / 255.0])  # x / 255 * 255: the raw byte values
 
@@ -121,3 +127,45 @@ def test_channel_stats_are_exact():
     # channel 0: values 0, 1, 0.2, 0.4 -> mean 0.4, var (0.16 + 0.36 + 0.04 + 0) / 4 = 0.14
     assert mean == pytest.approx([0.4, 1.0]) and std[0] == pytest.approx(0.14**0.5)
     assert std[1] == pytest.approx(1e-6)  # a constant channel is clamped away from zero
+
+
+def _loader_of(transform: BatchTransform, train: bool, n: int = 300) -> InMemoryLoader:
+    generator = torch.Generator().manual_seed(5)
+    images = torch.randint(0, 256, (n, 1, 6, 6), dtype=torch.uint8, generator=generator)
+    index = torch.randperm(n, generator=generator)[: n - 17]  # a subset, in another order
+    tasks = torch.randint(1, 3, index.shape, generator=generator)
+    return InMemoryLoader(images, index, index.clone(), tasks, transform, 32, train=train, seed=4)
+
+
+@pytest.mark.parametrize(
+    "task_transform",
+    [
+        None,
+        PixelPermutation(torch.stack([torch.randperm(36), torch.randperm(36)])),
+        Rotation([0, 33]),
+    ],
+)
+def test_cached_batches_equal_the_batches_transformed_every_epoch(monkeypatch, task_transform):
+    """A loader without augmentation transforms its samples once; its batches are bit-identical
+    to the ones transformed chunk by chunk every epoch (chunks of 50 samples here)."""
+    transform = BatchTransform([0.3], [0.2], task_transform)
+    monkeypatch.setattr(loader_module, "CHUNK_ELEMENTS", 50 * 36)
+    cached = _loader_of(transform, train=True)
+    assert cached.cached
+    monkeypatch.setattr(loader_module, "CACHE_BYTES", 0)
+    uncached = _loader_of(transform, train=True)
+    assert not uncached.cached
+    for _ in range(3):  # three epochs, three orders
+        got, want = list(cached), list(uncached)
+        assert len(got) == len(want) == 9
+        for a, b in zip(got, want, strict=True):
+            for u, v in zip(a, b, strict=True):
+                assert torch.equal(u, v)
+    assert cached._transformed is not None and uncached._transformed is None
+
+
+def test_an_augmenting_loader_is_never_cached_and_evaluation_always_may_be():
+    augmenting = BatchTransform([0.0], [1.0], crop_padding=2, horizontal_flip=True)
+    assert not _loader_of(augmenting, train=True).cached
+    assert _loader_of(augmenting, train=False).cached  # no augmentation in evaluation
+    assert _loader_of(IDENTITY, train=True).cached
