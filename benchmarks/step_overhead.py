@@ -73,32 +73,29 @@ def _components(steps: int, out: Path, bar: bool):
     return cfg, components, build_loggers(cfg)
 
 
-def run_clarena(steps: int, out: Path, bar: bool) -> Callable[[], None]:
-    """`build_lean_trainer` + `fit` of task 1 exactly as `clarena train` sets them up (the lean
-    loop, `fit_loop: auto`)."""
-    from clarena.pipelines.task_loop import build_lean_trainer
+def _pipeline_fit(steps: int, out: Path, bar: bool, lean: bool) -> Callable[[], None]:
+    """Fit task 1 with the trainer `clarena train` builds: the lean loop (`build_lean_trainer`)
+    or Lightning's Trainer with the pipeline's callbacks, logger and bar (`build_trainer`)."""
+    from clarena.pipelines.task_loop import build_lean_trainer, build_trainer
 
     cfg, components, loggers = _components(steps, out, bar)
+    build = build_lean_trainer if lean else build_trainer
 
     def fit() -> None:
-        trainer = build_lean_trainer(cfg, out, 1, loggers, [])
+        trainer = build(cfg, out, 1, loggers, [])
         trainer.fit(components.algorithm, datamodule=components.datamodule)
 
     return fit
+
+
+def run_clarena(steps: int, out: Path, bar: bool) -> Callable[[], None]:
+    """Task 1 as `clarena train` runs it (the lean loop, `fit_loop: auto`)."""
+    return _pipeline_fit(steps, out, bar, lean=True)
 
 
 def run_trainer(steps: int, out: Path, bar: bool) -> Callable[[], None]:
-    """`build_trainer` + `trainer.fit` of task 1 as `clarena train fit_loop=lightning` sets them
-    up (Lightning's Trainer with the pipeline's callbacks, logger and bar)."""
-    from clarena.pipelines.task_loop import build_trainer
-
-    cfg, components, loggers = _components(steps, out, bar)
-
-    def fit() -> None:
-        trainer = build_trainer(cfg, out, 1, loggers, [])
-        trainer.fit(components.algorithm, datamodule=components.datamodule)
-
-    return fit
+    """Task 1 as `clarena train fit_loop=lightning` runs it."""
+    return _pipeline_fit(steps, out, bar, lean=False)
 
 
 def run_lightning(steps: int, out: Path, bar: bool) -> Callable[[], None]:
