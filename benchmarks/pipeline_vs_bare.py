@@ -62,7 +62,7 @@ def bare(steps: int, seed: int) -> None:
         heads.append(nn.Linear(400, 2))
         x, y = task_data("train", t)
         params = list(backbone.parameters()) + list(heads.parameters())
-        optimizer = torch.optim.Adam(params, lr=1e-3)
+        optimizer = torch.optim.Adam(params, lr=1e-3, foreach=True)  # as clarena's config
         order, pos = torch.randperm(len(x)), 0
         for _ in range(steps):
             if pos >= len(x):  # a new epoch, reshuffled (the last batch of one may be short)

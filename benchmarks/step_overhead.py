@@ -196,7 +196,7 @@ def run_lightning_min(steps: int, out: Path, bar: bool) -> Callable[[], None]:
             return F.cross_entropy(self.model(batch[0]), batch[1])
 
         def configure_optimizers(self) -> torch.optim.Optimizer:
-            return torch.optim.Adam(self.parameters(), lr=1e-3)
+            return torch.optim.Adam(self.parameters(), lr=1e-3, foreach=True)
 
     class Batches:
         def __len__(self) -> int:
@@ -243,7 +243,8 @@ def run_bare(steps: int, out: Path, bar: bool) -> Callable[[], None]:
                 os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = saved
 
     def _loop() -> None:
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        # foreach, as clarena's optimizer config
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=True)
         n, done = len(y_all), 0
         while done < steps:
             order = torch.randperm(n)
