@@ -17,10 +17,12 @@ tests the tasks seen so far, Avalanche its usual `eval(test_stream)` of every ex
 
 Method pairs: naive = clarena `finetuning`, lwf = `lwf` (distillation factor 1, T = 2), ewc =
 `ewc` (online, λ = 1000, γ = 1, Fisher over every training sample, where Avalanche squares
-mini-batch gradients), er = `er` (reservoir buffer of 200, replay batch = batch size, where
-Avalanche's replay plugin keeps an experience-balanced buffer of 200 and draws a replay batch of
-the same size). The final accuracy is the mean accuracy over the 10,000 test images after the last
-task.
+mini-batch gradients), er = `er` with `cl_algorithm.memory_size=200` (a memory of 200 filled at
+each task's end and shared evenly by the classes seen, replay batch = batch size; Avalanche's
+replay plugin keeps an experience-balanced buffer of 200, filled at each experience's end, and
+draws a replay batch of the same size), er_reservoir = clarena's default `er` (a reservoir buffer
+of 200 over the stream) against the same Avalanche plugin. The final accuracy is the mean
+accuracy over the 10,000 test images after the last task.
 
     OMP_NUM_THREADS=1 python benchmarks/vs_avalanche.py --methods naive lwf ewc er --repeats 1
 
@@ -42,7 +44,14 @@ import time
 from pathlib import Path
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
-CLARENA_ALGORITHM = {"naive": "finetuning", "lwf": "lwf", "ewc": "ewc", "er": "er"}
+CLARENA_ALGORITHM = {
+    "naive": "finetuning",
+    "lwf": "lwf",
+    "ewc": "ewc",
+    "er": "er",
+    "er_reservoir": "er",
+}
+CLARENA_EXTRA = {"er": ["cl_algorithm.memory_size=200"]}  # Avalanche's memory policy
 
 
 def _idx(path: Path):
@@ -104,7 +113,7 @@ def avalanche_run(method: str, seed: int) -> None:
         strategy = LwF(alpha=1.0, temperature=2.0, **common)
     elif method == "ewc":
         strategy = EWC(ewc_lambda=1000.0, mode="online", decay_factor=1.0, **common)
-    elif method == "er":
+    elif method in ("er", "er_reservoir"):
         strategy = Naive(plugins=[ReplayPlugin(mem_size=200)], **common)
     else:
         raise SystemExit(f"unknown method {method!r}")
@@ -159,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                     "backbone=mlp_2x400", f"cl_algorithm={CLARENA_ALGORITHM[method]}",
                     "scenario=CIL", f"seed={args.seed}", "trainer.max_epochs=1", "logger=none",
                     "trainer.enable_progress_bar=false", f"output_dir={run}",
+                    *CLARENA_EXTRA.get(method, []),
                 ]  # fmt: skip
                 wall, cpu, _ = _timed(clarena_cmd, env)
                 runs["clarena"].append((wall, cpu, _clarena_accuracy(run)))

@@ -168,13 +168,15 @@ class Composed(CLAlgorithm):
     Args:
         terms: name → `Term`; default `{"ce": CrossEntropy()}` (Finetuning).
         buffer_size: the replay buffer's capacity; must be > 0 when a term needs replay (it is
-            not built otherwise) and there is no `budget_per_class`.
+            not built otherwise) and there is no `budget_per_class` or `memory_size`.
         replay_batch_size: samples drawn from the buffer per step (default: the batch size).
         class_balanced: use class-balancing reservoir sampling.
         buffer_seed: seed of the buffer's own random generator.
         budget_per_class: replay from a `ClassMemory` instead of the reservoir buffer: this many
             random samples of each class, stored at the end of each task (the reference
             implementation of van de Ven et al. 2022).
+        memory_size: replay from a `ClassMemory` of this total size, shared evenly by the classes
+            seen so far and stored at the end of each task (instead of `budget_per_class`).
         replay_forward: `"joint"` (the current and replayed batch in one forward pass) or
             `"separate"` (one pass each, the current batch first).
         *args: `backbone, heads, optimizer, scenario` as `CLAlgorithm`.
@@ -194,6 +196,7 @@ class Composed(CLAlgorithm):
         class_balanced: bool = False,
         buffer_seed: int = 0,
         budget_per_class: int | None = None,
+        memory_size: int | None = None,
         replay_forward: str = "joint",
         **kwargs: Any,
     ) -> None:
@@ -232,13 +235,16 @@ class Composed(CLAlgorithm):
         self.buffer: ReplayBuffer | None = None
         self.class_memory: ClassMemory | None = None
         replaying = {"replay", "extra_replay"}
-        if budget_per_class is not None:
+        if budget_per_class is not None or memory_size is not None:
+            option = "budget_per_class" if memory_size is None else "memory_size"
             if "stored_logits" in needs or not needs & replaying:
                 raise ValueError(
-                    f"{who}: budget_per_class needs a term that replays samples and none that "
-                    "replays stored logits; drop budget_per_class or use buffer_size."
+                    f"{who}: {option} needs a term that replays samples and none that replays "
+                    f"stored logits; drop {option} or use buffer_size."
                 )
-            self.class_memory = ClassMemory(budget_per_class, self.scenario == "TIL", buffer_seed)
+            self.class_memory = ClassMemory(
+                budget_per_class, self.scenario == "TIL", buffer_seed, memory_size=memory_size
+            )
         elif needs & (replaying | {"stored_logits"}):
             if buffer_size <= 0:
                 users = [t for t in terms.items() if t[1].requirements(self.scenario) & replaying]

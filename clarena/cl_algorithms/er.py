@@ -22,7 +22,8 @@ class ER(Composed):
 
     With `budget_per_class` the memory is instead the reference implementation's of van de Ven et
     al. (2022): `ClassMemory`, that many random samples of each class stored at the end of each
-    task, only earlier tasks replayed (in TIL $\\lceil B/(t-1) \\rceil$ of each). With
+    task, only earlier tasks replayed (in TIL $\\lceil B/(t-1) \\rceil$ of each); with `memory_size`
+    it is a `ClassMemory` of that total size shared evenly by the classes seen so far. With
     `weighting="1/t"` the terms are weighed as there, $\\frac{1}{t}\\,\\mathrm{CE} +
     \\big(1 - \\frac{1}{t}\\big)\\,\\beta\\,\\mathrm{CE}_{replay}$ on task $t$.
 
@@ -35,6 +36,8 @@ class ER(Composed):
         buffer_seed: seed of the buffer's own random generator.
         budget_per_class: store this many samples per class at each task's end (`ClassMemory`)
             instead of the reservoir buffer.
+        memory_size: instead, a `ClassMemory` of this total size, shared evenly by the classes
+            seen so far (Avalanche's `ReplayPlugin` balances its memory this way by experience).
         weighting: `"sum"` (CE + β CE_replay) or `"1/t"` (the reference's relative weights).
         *args: `backbone, heads, optimizer, scenario` as `CLAlgorithm`.
         **kwargs: as `CLAlgorithm`.
@@ -49,6 +52,7 @@ class ER(Composed):
         class_balanced: bool = False,
         buffer_seed: int = 0,
         budget_per_class: int | None = None,
+        memory_size: int | None = None,
         weighting: str = "sum",
         **kwargs: Any,
     ) -> None:
@@ -69,6 +73,7 @@ class ER(Composed):
             class_balanced=class_balanced,
             buffer_seed=buffer_seed,
             budget_per_class=budget_per_class,
+            memory_size=memory_size,
             **kwargs,
         )
         self.replay_weight = float(replay_weight)
