@@ -71,8 +71,11 @@ class ClassMemory:
     def add_task(self, train_dataloader: Any) -> None:
         """Store `budget_per_class` random samples of each class in the task's training data
         (with `memory_size`: each class's share, the stored classes cut to theirs)."""
-        capacity = self.memory_size if self.budget_per_class is None else self.budget_per_class
-        assert capacity is not None
+        if self.memory_size is not None:  # no class's share can exceed M / (stored classes + 1)
+            capacity = -(-self.memory_size // (self._num_classes() + 1))
+        else:
+            assert self.budget_per_class is not None
+            capacity = self.budget_per_class
         buffers: dict[tuple[int, int], ReplayBuffer] = {}
         for batch in train_dataloader:
             x, y, task_ids = (distributed.gather_rows(t) for t in batch)
@@ -91,6 +94,12 @@ class ClassMemory:
             parts.insert(0, self.tensors)
         self._set({k: torch.cat([p[k].cpu() for p in parts if p]) for k in ("x", "y", "task_ids")})
 
+    def _num_classes(self) -> int:
+        """The number of (task, label) classes stored."""
+        if not self.tensors:
+            return 0
+        return len(torch.stack([self.tensors["task_ids"], self.tensors["y"]], 1).unique(dim=0))
+
     def _shared(self, buffers: dict[tuple[int, int], ReplayBuffer]) -> dict[str, Tensor]:
         """The stored and the new classes, each cut to its share of `memory_size`."""
         assert self.memory_size is not None
@@ -102,7 +111,7 @@ class ClassMemory:
                 rows = (pairs[:, 0] == t) & (pairs[:, 1] == label)
                 classes[(int(t), int(label))] = {k: self.tensors[k][rows] for k in names}
         for key in sorted(buffers):
-            drawn = buffers[key].sample(self.memory_size)
+            drawn = buffers[key].sample(buffers[key].capacity)
             assert drawn is not None
             classes[key] = {k: drawn[k].cpu() for k in names}
         keys = sorted(classes)
