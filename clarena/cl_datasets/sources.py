@@ -131,7 +131,7 @@ def _missing_error(
 def _load_idx_folder(name: str, folder: str, stamp: tuple[float, ...]) -> SourceData:
     paths = [_find(Path(folder), stem) for stem in _IDX_FILES]
     arrays = [read_idx(p) for p in paths if p is not None]
-    train_x, train_y, test_x, test_y = (torch.from_numpy(np.array(a)) for a in arrays)
+    train_x, train_y, test_x, test_y = (torch.from_numpy(a) for a in arrays)  # writable, no copy
     for split, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
         if x.dim() != 3 or y.dim() != 1 or x.shape[0] != y.shape[0]:
             raise ValueError(

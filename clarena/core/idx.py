@@ -25,16 +25,51 @@ _IDX_TYPES: dict[int, np.dtype[Any]] = {
 }
 
 
-def _read_bytes(path: Path) -> bytes:
-    if path.suffix == ".gz":
-        try:
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        except (EOFError, OSError, gzip.BadGzipFile) as err:
-            raise ValueError(
-                f"corrupt gzip file {str(path)!r} ({err}): delete it and download it again"
-            ) from None
-    return path.read_bytes()
+def _corrupt_gzip(path: Path, err: Exception) -> ValueError:
+    return ValueError(f"corrupt gzip file {str(path)!r} ({err}): delete it and download it again")
+
+
+def _fill(f: Any, buffer: bytearray, start: int) -> int:
+    """Read from `f` into `buffer[start:]` until it is full or the file ends; the bytes held."""
+    view, filled = memoryview(buffer), start
+    while filled < len(buffer):
+        n = f.readinto(view[filled:])
+        if not n:
+            break
+        filled += n
+    return filled
+
+
+def _read_buffer(path: Path) -> bytearray:
+    """The file's (decompressed) bytes in one writable buffer.
+
+    A gzip'd file is decompressed straight into a buffer of the size its IDX header gives, so
+    the images are written to memory once: joining decompressed chunks and copying the result
+    into a writable array touched two more fresh copies (0.35 s of page faults for
+    Fashion-MNIST's 47 MB of training images on a 2-core VM).
+    """
+    if path.suffix != ".gz":
+        buffer = bytearray(path.stat().st_size)
+        with path.open("rb") as f:
+            del buffer[_fill(f, buffer, 0) :]
+        return buffer
+    try:
+        with gzip.open(path, "rb") as f:
+            head = f.read(4)
+            ndim = head[3] if len(head) == 4 and head[2] in _IDX_TYPES else 0
+            head += f.read(4 * ndim)
+            if ndim == 0 or len(head) < 4 + 4 * ndim:  # not IDX: read_idx names the fault
+                return bytearray(head + f.read())
+            shape = [int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+            size = int(np.prod(shape, dtype=np.int64)) * _IDX_TYPES[head[2]].itemsize
+            buffer = bytearray(len(head) + size)
+            buffer[: len(head)] = head
+            filled = _fill(f, buffer, len(head))
+            trailing = f.read()  # anything after the values makes the length check fail
+    except (EOFError, OSError, gzip.BadGzipFile) as err:
+        raise _corrupt_gzip(path, err) from None
+    del buffer[filled:]
+    return buffer + trailing if trailing else buffer
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -44,13 +79,13 @@ def read_idx(path: str | Path) -> np.ndarray:
         path: the file.
 
     Returns:
-        An array of the file's shape, in native byte order.
+        A writable array of the file's shape, in native byte order, over its own buffer.
 
     Raises:
         ValueError: if the header is not IDX or the file is shorter or longer than its header says.
     """
     path = Path(path)
-    raw = _read_bytes(path)
+    raw = _read_buffer(path)
     fix = "delete it and download it again"
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
         raise ValueError(f"{str(path)!r} is not an IDX file (bad magic number): {fix}")

@@ -71,6 +71,28 @@ def test_truncated_gzip_and_bad_magic(tmp_path):
         load_source("fashion_mnist", tmp_path, download=False)
 
 
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_lengths_are_exact_plain_and_gzipped(tmp_path, gz):
+    """The gzip'd reader decompresses into a buffer of the header's size; bytes past it, or
+    missing, are still counted exactly, as for a plain file."""
+    from clarena.core.idx import read_idx
+
+    good = idx_bytes(np.arange(6, dtype=np.uint8).reshape(3, 2))
+    path = tmp_path / ("a.gz" if gz else "a")
+    for raw, match in (
+        (good + b"xyz", r"promises 18 bytes but the file has 21 \(trailing data\)"),
+        (good[:-2], r"promises 18 bytes but the file has 16 \(truncated\)"),
+        (good[:3], "not an IDX file"),
+    ):
+        path.write_bytes(gzip.compress(raw) if gz else raw)
+        with pytest.raises(ValueError, match=match):
+            read_idx(path)
+    path.write_bytes(gzip.compress(good) if gz else good)
+    array = read_idx(path)
+    assert array.tolist() == [[0, 1], [2, 3], [4, 5]]
+    assert array.flags.writeable  # the sources wrap it in a tensor without copying
+
+
 def test_mismatched_image_and_label_counts(tmp_path):
     folder = tmp_path / "MNIST" / "raw"
     write_idx_set(folder, n_train=10, n_test=5, gz=False)
