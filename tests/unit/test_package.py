@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -40,3 +41,16 @@ def test_docs_excludes_missing_optional_parts(monkeypatch: pytest.MonkeyPatch) -
     specs, skipped = docs._module_specs()
     assert "!clarena.integrations.avalanche" in specs
     assert skipped == ["clarena.integrations.avalanche (needs `avalanche`)"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_console_script_keeps_freed_memory_unless_the_user_tunes_malloc() -> None:
+    """The settings apply in a fresh interpreter (glibc accepts both), and a user's own
+    MALLOC_*/GLIBC_TUNABLES variables switch them off."""
+    code = "from clarena.cli import keep_freed_memory; print(keep_freed_memory())"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUN"))}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "True", out.stderr
+    env["MALLOC_TRIM_THRESHOLD_"] = "0"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
