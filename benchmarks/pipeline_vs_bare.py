@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare:
+        from clarena.cli import keep_freed_memory
+
+        keep_freed_memory()  # the `clarena` command's malloc settings: the ratio stays the loop's
         bare(args.steps, args.seed)
         return 0
     env = {k: v for k, v in os.environ.items() if k != "CLARENA_KILL_AT"}

@@ -26,7 +26,9 @@ accuracy over the 10,000 test images after the last task.
 
     OMP_NUM_THREADS=1 python benchmarks/vs_avalanche.py --methods naive lwf ewc er --repeats 1
 
-prints a Markdown table of the medians and their ratios (clarena / Avalanche).
+The `clarena` command sets glibc's malloc to keep freed memory for reuse (`clarena.cli`);
+`--same-malloc` gives the Avalanche process the same settings through glibc's environment
+variables. It prints a Markdown table of the medians and their ratios (clarena / Avalanche).
 """
 
 from __future__ import annotations
@@ -150,12 +152,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--avalanche", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--same-malloc",
+        action="store_true",
+        help="give the Avalanche process the malloc settings the clarena command applies to itself",
+    )
     args = parser.parse_args(argv)
     if args.avalanche:
         avalanche_run(args.avalanche, args.seed)
         return 0
     env = {k: v for k, v in os.environ.items() if k != "CLARENA_KILL_AT"}
     env.setdefault("OMP_NUM_THREADS", "1")
+    avalanche_env = {}
+    if args.same_malloc:  # glibc's variables for clarena.cli.MALLOC_SETTINGS (trim, mmap)
+        from clarena.cli import MALLOC_SETTINGS
+
+        (_, trim), (_, mmap) = MALLOC_SETTINGS
+        avalanche_env = {"MALLOC_TRIM_THRESHOLD_": str(trim), "MALLOC_MMAP_THRESHOLD_": str(mmap)}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for method in args.methods:
@@ -174,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs["clarena"].append((wall, cpu, _clarena_accuracy(run)))
                 avalanche_cmd = [sys.executable, __file__, f"--avalanche={method}"]
                 avalanche_cmd.append(f"--seed={args.seed}")
-                wall, cpu, out = _timed(avalanche_cmd, env)
+                wall, cpu, out = _timed(avalanche_cmd, {**env, **avalanche_env})
                 accuracy = json.loads(out.strip().splitlines()[-1])["accuracy"]
                 runs["avalanche"].append((wall, cpu, accuracy))
                 print(f"{method} {r + 1}: {runs}", file=sys.stderr)
