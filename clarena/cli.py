@@ -38,15 +38,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 #: gradients and optimizer temporaries are page-faulted in anew: on the 2-core VM of
 #: `benchmarks/README.md` a split-Fashion-MNIST run took 275k minor faults (174k with these).
 MALLOC_SETTINGS = ((-1, 1 << 30), (-3, 1 << 28))
-_MALLOC_ENV = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")
 
 
 def keep_freed_memory() -> bool:
     """Ask glibc to keep freed memory for reuse (`MALLOC_SETTINGS`); True when it applied.
 
     Only the console script calls it (the process is then clarena's), and not when the user set
-    glibc's own malloc variables. Without glibc (macOS, musl) it does nothing."""
-    if any(name in os.environ for name in _MALLOC_ENV) or not sys.platform.startswith("linux"):
+    any of glibc's `MALLOC_*` variables or `GLIBC_TUNABLES`. Without glibc (macOS, musl) it does
+    nothing."""
+    tuned = any(k.startswith("MALLOC_") or k == "GLIBC_TUNABLES" for k in os.environ)
+    if tuned or not sys.platform.startswith("linux"):
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt  # the C library the interpreter runs on

@@ -25,10 +25,6 @@ _IDX_TYPES: dict[int, np.dtype[Any]] = {
 }
 
 
-def _corrupt_gzip(path: Path, err: Exception) -> ValueError:
-    return ValueError(f"corrupt gzip file {str(path)!r} ({err}): delete it and download it again")
-
-
 def _fill(f: Any, buffer: bytearray, start: int) -> int:
     """Read from `f` into `buffer[start:]` until it is full or the file ends; the bytes held."""
     view, filled = memoryview(buffer), start
@@ -67,7 +63,9 @@ def _read_buffer(path: Path) -> bytearray:
             filled = _fill(f, buffer, len(head))
             trailing = f.read()  # anything after the values makes the length check fail
     except (EOFError, OSError, gzip.BadGzipFile) as err:
-        raise _corrupt_gzip(path, err) from None
+        raise ValueError(
+            f"corrupt gzip file {str(path)!r} ({err}): delete it and download it again"
+        ) from None
     del buffer[filled:]
     return buffer + trailing if trailing else buffer
 
