@@ -34,6 +34,18 @@ def test_reservoir_keeps_every_sample_with_equal_probability() -> None:
     assert abs(float(counts[:25].sum() - counts[25:].sum())) < 0.1 * counts.sum()
 
 
+def test_draws_are_torch_randint_from_the_same_generator() -> None:
+    # the scratch-tensor draw must give the stream torch.randint(high, (1,)) gives, 32- and 64-bit
+    # ranges alike, or every stored ER / A-GEM buffer (and result) of a seed would change
+    highs = [1, 2, 3, 7, 200, 12_000, 60_000, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**33 + 5]
+    buffer = ReplayBuffer(4, seed=11)
+    reference = torch.Generator().manual_seed(11)
+    drawn = [buffer._randint(h) for h in highs * 50]
+    expected = [int(torch.randint(h, (1,), generator=reference)) for h in highs * 50]
+    assert drawn == expected
+    assert all(0 <= d < h for d, h in zip(drawn, highs * 50, strict=True))
+
+
 def test_buffer_fills_before_replacing() -> None:
     buffer = ReplayBuffer(4, seed=0)
     x = torch.arange(3, dtype=torch.float32).unsqueeze(1)
