@@ -20,10 +20,26 @@ The matrices must be identical, not merely close: the training step still draws 
 numbers in the same order (the data order, dropout and replay draws are untouched; logging and the
 finiteness check only read the loss terms; the compositions run their forward passes and buffer
 draws in the order of the classes they replaced), so every float is the same.
+
+Every float is the same *on the same numerics*: MKL and PyTorch pick their CPU kernels by the
+instruction set, so another CPU sums in another order and a prediction near a tie can flip. The
+matrices above were recorded on an earlier session's machine. The key `numerics`
+holds, by `numerics_fingerprint()` (a hash of a few kernels' output bits and the torch version),
+the matrices the same reference commits gave on other numerics, where they differ from the
+first set (the rest were recorded too and are equal). On recorded numerics the test demands
+equality; on numerics not recorded it demands each cell within `CELL_TOLERANCE` and the matrix's
+mean within `MEAN_TOLERANCE` of the first set, and its message names the command that records
+them. Recording a CPU (each reference commit's code, once):
+
+    PYTHONPATH=/tmp/base CLARENA_COMMIT=3b9e65f OMP_NUM_THREADS=1 \\
+        python tests/integration/test_results_unchanged.py --numerics
+    PYTHONPATH=/tmp/base24 CLARENA_COMMIT=24466c8 OMP_NUM_THREADS=1 \\
+        python tests/integration/test_results_unchanged.py --numerics --later
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -88,18 +104,111 @@ def accuracy_matrix(algorithm: str, scenario: str, run: Path) -> list[list[float
     return json.loads((run / "results" / "metrics.json").read_text())["accuracy_matrix"]
 
 
-def recorded(algorithm: str, scenario: str) -> list[list[float | None]]:
-    """The recorded matrix of one run."""
+CELL_TOLERANCE = 0.035
+"""On numerics not recorded: the most a cell may differ (3 of the ~89 test samples of a
+split_digits task; the AVX-512 numerics moved two cells by 2 samples)."""
+MEAN_TOLERANCE = 0.005
+"""On numerics not recorded: the most the mean over a matrix's filled cells may differ (0.5
+points; the AVX-512 numerics moved it by at most 0.38)."""
+
+
+def numerics_fingerprint() -> str:
+    """A hash of the output bits of the kernels the runs lean on (MKL's matrix product, PyTorch's
+    vectorised softmax, sums and distances) and of the torch version: equal fingerprints, equal
+    floats. The thread count does not enter (the same on 1 and 2 threads here)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(128, 784, generator=gen)
+    h = torch.nn.functional.linear(x, torch.randn(400, 784, generator=gen))
+    parts = (h, torch.log_softmax(h, dim=1), h.sum(0), torch.cdist(h[:16], h[16:48]))
+    digest = hashlib.sha256(torch.__version__.encode())
+    for part in parts:
+        digest.update(part.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def recorded(
+    algorithm: str, scenario: str, fingerprint: str | None = None
+) -> list[list[float | None]]:
+    """The recorded matrix of one run: the first set's, or the one recorded on the numerics
+    `fingerprint` where that differs."""
     data = json.loads(DATA.read_text())
     key = f"{algorithm}/{scenario}"
+    other = data.get("numerics", {}).get(fingerprint, {}).get("matrices", {})
+    if key in other:
+        return other[key]
     if algorithm in LATER:
         return data["later"]["matrices"][key]
     return data["matrices"][key]
 
 
+def recorded_numerics() -> set[str]:
+    """The fingerprints of the numerics the matrices were recorded on."""
+    return set(json.loads(DATA.read_text()).get("numerics", {}))
+
+
+def _filled(matrix: list[list[float | None]]) -> list[float]:
+    return [a for row in matrix for a in row if a is not None]
+
+
+def close_enough(got: list[list[float | None]], expected: list[list[float | None]]) -> str:
+    """Why `got` is not within the tolerances of `expected` (numerics not recorded), or ""."""
+    if [[a is None for a in row] for row in got] != [[a is None for a in row] for row in expected]:
+        return "the filled cells differ"
+    cells = list(zip(_filled(got), _filled(expected), strict=True))
+    worst = max(abs(a - b) for a, b in cells)
+    mean_gap = abs(sum(a - b for a, b in cells)) / len(cells)
+    if worst > CELL_TOLERANCE:
+        return f"a cell moved {worst:.4f} (at most {CELL_TOLERANCE})"
+    if mean_gap > MEAN_TOLERANCE:
+        return f"the mean moved {mean_gap:.4f} (at most {MEAN_TOLERANCE})"
+    return ""
+
+
 @pytest.mark.parametrize(("algorithm", "scenario"), RUNS)
 def test_accuracy_matrix_is_the_recorded_one(algorithm: str, scenario: str, tmp_path: Path) -> None:
-    assert accuracy_matrix(algorithm, scenario, tmp_path / "run") == recorded(algorithm, scenario)
+    got = accuracy_matrix(algorithm, scenario, tmp_path / "run")
+    fingerprint = numerics_fingerprint()
+    expected = recorded(algorithm, scenario, fingerprint)
+    if fingerprint in recorded_numerics() or got == expected:
+        assert got == expected
+        return
+    # numerics not recorded: another CPU's kernels round differently, so close, not equal
+    why = close_enough(got, expected)
+    assert not why, f"numerics {fingerprint}: {why}; record them as the module docstring says"
+
+
+def test_the_tolerances_take_the_recorded_numerics_and_no_more() -> None:
+    """Every matrix of the other recorded numerics is within the tolerances of the first set's;
+    3 test samples fewer in every cell of the last row, or 4 in one cell, are not."""
+    data = json.loads(DATA.read_text())
+    other = [(k, m) for entry in data["numerics"].values() for k, m in entry["matrices"].items()]
+    assert other
+    for key, matrix in other:
+        assert close_enough(matrix, recorded(*key.split("/"))) == ""
+    first = recorded("finetuning", "TIL")
+    shifted = [[None if a is None else a - 4 / 89 * (i == j) for j, a in enumerate(row)]
+               for i, row in enumerate(first)]  # fmt: skip
+    assert close_enough(shifted, first).startswith("a cell moved 0.0449")
+    last = len(first) - 1
+    lowered = [[None if a is None else a - 3 / 89 * (i == last) for a in row]
+               for i, row in enumerate(first)]  # fmt: skip
+    assert close_enough(lowered, first).startswith("the mean moved 0.0112")
+    assert close_enough([row[:-1] for row in first], first) == "the filled cells differ"
+
+
+def test_the_numerics_fingerprint_does_not_depend_on_the_thread_count() -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = numerics_fingerprint()
+        torch.set_num_threads(2)
+        assert numerics_fingerprint() == one
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _record(out: Path, later_only: bool) -> None:
@@ -133,6 +242,38 @@ def _record(out: Path, later_only: bool) -> None:
     out.write_text(json.dumps(payload, indent=1) + "\n")
 
 
+def _record_numerics(out: Path, later: bool) -> None:
+    """Record this machine's numerics: run the first set's runs (with `later`: those of `LATER`)
+    and keep, under `numerics` → this fingerprint, the matrices that differ from the first set."""
+    import os
+    import platform
+    import tempfile
+
+    import torch
+
+    payload = json.loads(out.read_text())
+    entry = payload.setdefault("numerics", {}).setdefault(
+        numerics_fingerprint(), {"matrices": {}, "recorded": {}}
+    )
+    entry["cpu"] = f"{platform.machine()}, {torch.backends.cpu.get_cpu_capability()} kernels"
+    entry["torch"] = torch.__version__
+    first = payload["later"]["matrices"] if later else payload["matrices"]
+    runs = [(a, s) for a, s in RUNS if (a in LATER) == later]
+    with tempfile.TemporaryDirectory() as tmp:
+        for algorithm, scenario in runs:
+            key = f"{algorithm}/{scenario}"
+            matrix = accuracy_matrix(algorithm, scenario, Path(tmp) / key)
+            print(key, "differs" if matrix != first[key] else "equal", file=sys.stderr)
+            if matrix != first[key]:
+                entry["matrices"][key] = matrix
+    entry["recorded"]["later" if later else "first"] = os.environ.get("CLARENA_COMMIT", "unknown")
+    out.write_text(json.dumps(payload, indent=1) + "\n")
+
+
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--later"]
-    _record(Path(args[0]) if args else DATA, later_only="--later" in sys.argv)
+    args = [a for a in sys.argv[1:] if a not in ("--later", "--numerics")]
+    target = Path(args[0]) if args else DATA
+    if "--numerics" in sys.argv:
+        _record_numerics(target, later="--later" in sys.argv)
+    else:
+        _record(target, later_only="--later" in sys.argv)
