@@ -201,7 +201,10 @@ def device_of(config: Mapping[str, Any] | None, gpus: list[str]) -> str | None:
     return cpu_model()
 
 
+@functools.cache
 def _version(distributions: tuple[str, ...]) -> str | None:
+    """The installed version of the first of `distributions` found (looked up once a process:
+    each lookup scans the installed distributions, 1-2 ms, and a run writes results per task)."""
     for dist in distributions:
         try:
             return importlib.metadata.version(dist)
