@@ -26,6 +26,10 @@ accuracy over the 10,000 test images after the last task.
 
     OMP_NUM_THREADS=1 python benchmarks/vs_avalanche.py --methods naive lwf ewc er --repeats 1
 
+The Avalanche process runs as if TensorFlow were not installed (`avalanche_run`: it would
+otherwise import it through `torch.utils.tensorboard`, about 3 s; `--avalanche-imports-tensorflow`
+keeps that import, as the rounds before the sixth of `benchmarks/README.md` measured).
+
 The `clarena` command sets glibc's malloc to keep freed memory for reuse (`clarena.cli`);
 `--same-malloc` gives the Avalanche process the same settings through glibc's environment
 variables. It prints a Markdown table of the medians and their ratios (clarena / Avalanche).
@@ -65,8 +69,15 @@ def _idx(path: Path):
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def avalanche_run(method: str, seed: int) -> None:
-    """The Avalanche side (run in its own process by `main`); prints the final accuracy."""
+def avalanche_run(method: str, seed: int, tensorflow: bool = False) -> None:
+    """The Avalanche side (run in its own process by `main`); prints the final accuracy.
+
+    Avalanche imports `torch.utils.tensorboard`, whose `_embedding` module imports TensorFlow
+    whenever it is installed (it is here: clarena's `tensorflow` extra), about 3 s of a run that
+    an Avalanche user without TensorFlow never pays. Unless `tensorflow`, the import is refused
+    as if TensorFlow were not installed (tensorboard then uses its own stub)."""
+    if not tensorflow:
+        sys.modules.setdefault("tensorflow", None)  # type: ignore[arg-type]
     import torch
     from avalanche.benchmarks import nc_benchmark
     from avalanche.evaluation.metrics import accuracy_metrics
@@ -153,13 +164,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--avalanche", help=argparse.SUPPRESS)
     parser.add_argument(
+        "--avalanche-imports-tensorflow",
+        action="store_true",
+        help="let the Avalanche process import TensorFlow (through torch.utils.tensorboard) when "
+        "it is installed; by default it runs as if TensorFlow were not installed",
+    )
+    parser.add_argument(
         "--same-malloc",
         action="store_true",
         help="give the Avalanche process the malloc settings the clarena command applies to itself",
     )
     args = parser.parse_args(argv)
     if args.avalanche:
-        avalanche_run(args.avalanche, args.seed)
+        avalanche_run(args.avalanche, args.seed, args.avalanche_imports_tensorflow)
         return 0
     env = {k: v for k, v in os.environ.items() if k != "CLARENA_KILL_AT"}
     env.setdefault("OMP_NUM_THREADS", "1")
@@ -187,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                 runs["clarena"].append((wall, cpu, _clarena_accuracy(run)))
                 avalanche_cmd = [sys.executable, __file__, f"--avalanche={method}"]
                 avalanche_cmd.append(f"--seed={args.seed}")
+                if args.avalanche_imports_tensorflow:
+                    avalanche_cmd.append("--avalanche-imports-tensorflow")
                 wall, cpu, out = _timed(avalanche_cmd, {**env, **avalanche_env})
                 accuracy = json.loads(out.strip().splitlines()[-1])["accuracy"]
                 runs["avalanche"].append((wall, cpu, accuracy))
