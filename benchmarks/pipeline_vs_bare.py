@@ -1,10 +1,13 @@
 """Whole-experiment overhead of `clarena train` against a bare PyTorch loop.
 
 Both run as whole processes (start-up included) and do the same work: split Fashion-MNIST in
-5 tasks of 2 classes (task-incremental, one 2-way head per task), the 2×400 ReLU MLP, LwF
-(cross-entropy plus the temperature-2 distillation of the frozen pre-task model's old heads),
-a fresh Adam (lr 1e-3) per task, batches of 128 reshuffled every epoch, a fixed number of steps
-per task, and after every task a test on every task so far. clarena runs
+5 tasks of 2 classes (task-incremental, one 2-way head per task), pixels in [0, 1] without
+normalisation, the 2×400 ReLU MLP, LwF (cross-entropy plus the temperature-2 distillation of the
+frozen pre-task model's old heads), one Adam (lr 1e-3) over the whole sequence (the vdv2022
+protocol's `keep_optimizer_state`: moments and step count carry over, a new head starts with
+zero moments at the global step), batches of 128 reshuffled every epoch, a fixed number of steps
+per task, and after every task a test on every task so far. Both flush subnormal floats to zero
+(clarena's `flush_denormal: true`). clarena runs
 `experiment=vdv2022_fmnist_lwf_til` with its results files, checkpoints and CSV logs; the bare
 loop reads the IDX files itself and writes nothing.
 
@@ -47,7 +50,6 @@ def bare(steps: int, seed: int) -> None:
         )
         y = torch.from_numpy(read_idx(FMNIST / f"{prefix}-labels-idx1-ubyte.gz").copy()).long()
         data[split] = (x.view(len(x), -1), y)
-    mean, std = data["train"][0].mean(), data["train"][0].std()
     backbone = nn.Sequential(nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU())
     heads = nn.ModuleList()
     old: tuple[nn.Module, nn.ModuleList] | None = None
@@ -56,13 +58,20 @@ def bare(steps: int, seed: int) -> None:
     def task_data(split: str, t: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = data[split]
         keep = (y == 2 * t) | (y == 2 * t + 1)
-        return (x[keep] - mean) / std, y[keep] - 2 * t
+        return x[keep], y[keep] - 2 * t
 
+    optimizer = torch.optim.Adam(backbone.parameters(), lr=1e-3, foreach=True)  # as the config
     for t in range(5):
         heads.append(nn.Linear(400, 2))
+        optimizer.add_param_group({"params": list(heads[t].parameters())})
+        if t > 0:  # zero moments at the global step, as carry_optimizer_state gives a new head
+            for p in heads[t].parameters():
+                optimizer.state[p] = {
+                    "step": torch.tensor(float(t * steps)),
+                    "exp_avg": torch.zeros_like(p),
+                    "exp_avg_sq": torch.zeros_like(p),
+                }
         x, y = task_data("train", t)
-        params = list(backbone.parameters()) + list(heads.parameters())
-        optimizer = torch.optim.Adam(params, lr=1e-3, foreach=True)  # as clarena's config
         order, pos = torch.randperm(len(x)), 0
         for _ in range(steps):
             if pos >= len(x):  # a new epoch, reshuffled (the last batch of one may be short)
@@ -116,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         from clarena.cli import keep_freed_memory
 
         keep_freed_memory()  # the `clarena` command's malloc settings: the ratio stays the loop's
+        import torch
+
+        torch.set_flush_denormal(True)  # as clarena's `flush_denormal: true`, before any work
         bare(args.steps, args.seed)
         return 0
     env = {k: v for k, v in os.environ.items() if k != "CLARENA_KILL_AT"}

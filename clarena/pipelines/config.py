@@ -259,6 +259,12 @@ def _check_top_level(cfg: DictConfig) -> None:
         raise ConfigError(f"wrong type for seed: got {seed!r}, expected an integer; e.g. seed=1")
     if not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"seed={seed} is outside 0..{MAX_SEED} (numpy's range); e.g. seed=1")
+    flush = cfg.get("flush_denormal", False)
+    if not isinstance(flush, bool):
+        raise ConfigError(
+            f"wrong type for flush_denormal: got {flush!r}, expected true or false; e.g. "
+            "flush_denormal=false"
+        )
     _check_budget(cfg)
     from clarena.pipelines.fit_loop import use_lean
 

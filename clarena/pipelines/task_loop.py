@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
@@ -273,6 +274,11 @@ _QUIET = (
 )
 
 
+def flushes_denormals() -> bool:
+    """Whether this thread flushes subnormal floats to zero (`torch.set_flush_denormal`)."""
+    return bool((torch.tensor([1e-38]) * 0.5).item() == 0.0)
+
+
 def run_experiment(
     cfg: DictConfig,
     run_dir: Path,
@@ -297,12 +303,17 @@ def run_experiment(
     # freezing them keeps the cyclic collector from walking them again in each of its ~1,200 runs
     # during a default run (1.0 s of a 9 s `clarena train`, measured with `gc.callbacks`).
     gc.freeze()
+    # `flush_denormal` before any torch work of the run (the threads torch starts later inherit
+    # it; a pool already running keeps its own); a run folder from before the key had none
+    flushing = flushes_denormals()
+    torch.set_flush_denormal(bool(cfg.get("flush_denormal", False)))
     try:
         with warnings.catch_warnings():
             for pattern in _QUIET:
                 warnings.filterwarnings("ignore", message=pattern)
             return _run(cfg, Path(run_dir), resume, progress or Progress(), worker)
     finally:
+        torch.set_flush_denormal(flushing)  # the caller's setting again
         gc.unfreeze()  # a caller that runs many experiments in one process collects them again
         if launched or worker:
             ddp.finish(launched)

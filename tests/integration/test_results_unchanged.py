@@ -23,7 +23,7 @@ draws in the order of the classes they replaced), so every float is the same.
 
 Every float is the same *on the same numerics*: MKL and PyTorch pick their CPU kernels by the
 instruction set, so another CPU sums in another order and a prediction near a tie can flip. The
-matrices above were recorded on an earlier session's machine. The key `numerics`
+matrices above were recorded on the AMD EPYC VM of the earlier sessions. The key `numerics`
 holds, by `numerics_fingerprint()` (a hash of a few kernels' output bits and the torch version),
 the matrices the same reference commits gave on other numerics, where they differ from the
 first set (the rest were recorded too and are equal). On recorded numerics the test demands

@@ -26,6 +26,7 @@ from clarena.pipelines.logfile import RunLogHandler
         (["cl_dataset.num_tasks=0"], "cl_dataset.num_tasks=0: use a positive integer"),
         (["seed=-1"], "seed=-1 is outside 0..4294967295"),
         ([f"seed={2**32}"], "is outside 0..4294967295"),
+        (["flush_denormal=maybe"], "wrong type for flush_denormal: got 'maybe'"),
     ],
 )
 def test_budgets_tasks_and_seeds_are_refused_up_front(overrides: list[str], says: str) -> None:

@@ -1,0 +1,64 @@
+"""`flush_denormal`: a run flushes subnormal floats to zero while it runs, then gives the caller
+its own setting back; a run folder from before the key keeps IEEE subnormals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import open_dict
+
+from clarena.pipelines import task_loop
+from clarena.pipelines.config import compose_config
+from clarena.pipelines.task_loop import flushes_denormals, run_experiment
+
+
+def test_flushes_denormals_reads_this_threads_setting() -> None:
+    before = flushes_denormals()
+    try:
+        torch.set_flush_denormal(True)
+        assert flushes_denormals()
+        assert (torch.tensor([1e-38]) * 0.5).item() == 0.0
+        torch.set_flush_denormal(False)
+        assert not flushes_denormals()
+        assert 0.0 < (torch.tensor([1e-38]) * 0.5).item() < torch.finfo(torch.float32).tiny  # kept
+    finally:
+        torch.set_flush_denormal(before)
+
+
+@pytest.mark.parametrize(("setting", "inside"), [(True, True), (False, False), (None, False)])
+def test_a_run_flushes_while_it_runs_and_restores_the_callers_setting(
+    setting: bool | None, inside: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[bool] = []
+    build = task_loop.build_components
+
+    def recording(cfg):  # the first torch work of a run
+        seen.append(flushes_denormals())
+        return build(cfg)
+
+    monkeypatch.setattr(task_loop, "build_components", recording)
+    cfg = compose_config(
+        ["trainer.max_epochs=-1", "trainer.max_steps=2", "logger=none",
+         "trainer.enable_progress_bar=false", "cl_dataset.num_tasks=2",
+         f"output_dir={tmp_path / 'run'}"]
+    )  # fmt: skip
+    with open_dict(cfg):
+        if setting is None:  # a config.yaml written before the key existed
+            del cfg["flush_denormal"]
+        else:
+            cfg.flush_denormal = setting
+    (tmp_path / "run").mkdir()
+    before = flushes_denormals()
+    torch.set_flush_denormal(not inside)  # the caller's setting differs from the run's
+    try:
+        run_experiment(cfg, tmp_path / "run")
+        assert seen == [inside]
+        assert flushes_denormals() is (not inside)
+    finally:
+        torch.set_flush_denormal(before)
+
+
+def test_new_runs_flush_by_default() -> None:
+    assert compose_config([]).flush_denormal is True
