@@ -30,6 +30,14 @@ The Avalanche process runs as if TensorFlow were not installed (`avalanche_run`:
 otherwise import it through `torch.utils.tensorboard`, about 3 s; `--avalanche-imports-tensorflow`
 keeps that import, as the rounds before the sixth of `benchmarks/README.md` measured).
 
+`--floor` adds, to the naive pair, two processes that bound from below what any clarena built
+on Lightning can reach on that protocol (`floor_run`): the imports of `torch` and
+`lightning.pytorch` (which imports torchmetrics), then a bare PyTorch loop of the same training
+and tests, with nothing else; once as installed, once with torchmetrics' optional imports skipped
+(what its upstream issue #3457 would save; a measurement only):
+
+    OMP_NUM_THREADS=1 python benchmarks/vs_avalanche.py --methods naive --repeats 3 --floor
+
 The `clarena` command sets glibc's malloc to keep freed memory for reuse (`clarena.cli`);
 `--same-malloc` gives the Avalanche process the same settings through glibc's environment
 variables. It prints a Markdown table of the medians and their ratios (clarena / Avalanche).
@@ -138,6 +146,118 @@ def avalanche_run(method: str, seed: int, tensorflow: bool = False) -> None:
     print(json.dumps({"accuracy": float(results[key])}))
 
 
+_TORCHMETRICS_OPTIONAL = ("_TORCHVISION_AVAILABLE", "_MATPLOTLIB_AVAILABLE", "_SCIPY_AVAILABLE")
+
+
+def _torchmetrics_without_optional_imports() -> None:
+    """Make the next `import torchmetrics` skip torchvision, scipy.signal and matplotlib, as if
+    upstream imported them lazily (Lightning-AI/torchmetrics#3457): a measurement of what that
+    fix would save, never something to run a real experiment under (the metrics that need them
+    would fail). Patches `torchmetrics.utilities.imports`' flags right after it executes, and the
+    `package_available("scipy")` check of `torchmetrics/__init__` until `lightning.pytorch` is
+    imported (`floor_run` undoes it)."""
+    import importlib.abc
+    import importlib.util
+
+    import lightning_utilities.core.imports as imports
+
+    class Flags(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):  # type: ignore[no-untyped-def]
+            if name != "torchmetrics.utilities.imports":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            assert spec is not None and spec.loader is not None
+            execute = spec.loader.exec_module
+
+            def exec_module(module):  # type: ignore[no-untyped-def]
+                execute(module)
+                for flag in (*_TORCHMETRICS_OPTIONAL, "_SCIPI_AVAILABLE"):
+                    setattr(module, flag, False)
+
+            spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+            return spec
+
+    sys.meta_path.insert(0, Flags())
+    available = imports.package_available
+    imports.package_available = lambda name: name != "scipy" and available(name)  # type: ignore[assignment]
+    imports.package_available.undo = available  # type: ignore[attr-defined]
+
+
+def floor_run(seed: int, lazy_torchmetrics: bool = False) -> None:
+    """The lowest wall time any Lightning-based clarena could reach on the naive protocol (run in
+    its own process by `main`): the imports such a run cannot avoid (`torch`, then
+    `lightning.pytorch`, which imports torchmetrics and its optional dependencies) and a bare
+    PyTorch loop of the same arithmetic: five tasks of two classes in class order, the 2×400 MLP,
+    Adam (lr 1e-3, one per task, `foreach`), batches of 128, one epoch a task, and after each task
+    one forward pass (no autograd) over the test images of the tasks seen so far, in batches of
+    512.
+    Subnormals are flushed and glibc's malloc keeps freed memory (`main` sets its variables) as
+    `clarena train` does; the images stay uint8 until their task needs them. No Hydra, no config
+    checks, no data module, no results files, plots or checkpoints. Prints the final accuracy and
+    the seconds the two imports took. With `lazy_torchmetrics`, torchmetrics skips its optional
+    imports (`_torchmetrics_without_optional_imports`)."""
+    start = time.perf_counter()
+    import torch
+
+    if lazy_torchmetrics:
+        _torchmetrics_without_optional_imports()
+    import lightning.pytorch  # noqa: F401  (the import floor is the point)
+
+    if lazy_torchmetrics:
+        import lightning_utilities.core.imports as imports
+
+        imports.package_available = imports.package_available.undo  # type: ignore[attr-defined]
+    from torch import nn
+
+    imports = time.perf_counter() - start
+    torch.set_flush_denormal(True)
+    torch.manual_seed(seed)
+    data = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        x = torch.from_numpy(_idx(FMNIST / f"{prefix}-images-idx3-ubyte.gz").copy())
+        y = torch.from_numpy(_idx(FMNIST / f"{prefix}-labels-idx1-ubyte.gz").copy()).long()
+        data[split] = (x, y)  # uint8: each task's images are made floats when it starts
+    counts = torch.bincount(data["train"][0].flatten(), minlength=256).double()
+    values = torch.arange(256, dtype=torch.float64) / 255
+    mean = float((counts * values).sum() / counts.sum())
+    std = float(((counts * (values - mean) ** 2).sum() / (counts.sum() - 1)).sqrt())
+
+    def images(x: torch.Tensor) -> torch.Tensor:
+        return (x.float() / 255 - mean) / std
+
+    model = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, 400),
+        nn.ReLU(),
+        nn.Linear(400, 400),
+        nn.ReLU(),
+        nn.Linear(400, 10),
+    )
+    correct = total = 0
+    for task in range(5):
+        x, y = data["train"]
+        keep = (y == 2 * task) | (y == 2 * task + 1)
+        x, y = images(x[keep]), y[keep]
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=True)  # as clarena's
+        model.train()
+        for batch in torch.randperm(len(y)).split(128):
+            loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        x, y = data["test"]
+        seen = y < 2 * task + 2
+        x, y = images(x[seen]), y[seen]
+        with torch.no_grad():
+            correct = sum(
+                int((model(xb).argmax(1) == yb).sum()) for xb, yb in zip(x.split(512), y.split(512))
+            )
+        total = len(y)
+    print(json.dumps({"accuracy": correct / total, "imports": imports}))
+
+
 def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -163,6 +283,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--avalanche", help=argparse.SUPPRESS)
+    parser.add_argument("--floor-process", choices=["installed", "lazy"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="with naive: also time `floor_run` (Lightning's imports and a bare loop of the same "
+        "arithmetic), the lowest a Lightning-based clarena could reach, as installed and with "
+        "torchmetrics' optional imports skipped",
+    )
     parser.add_argument(
         "--avalanche-imports-tensorflow",
         action="store_true",
@@ -178,15 +306,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.avalanche:
         avalanche_run(args.avalanche, args.seed, args.avalanche_imports_tensorflow)
         return 0
+    if args.floor_process:
+        floor_run(args.seed, args.floor_process == "lazy")
+        return 0
     env = {k: v for k, v in os.environ.items() if k != "CLARENA_KILL_AT"}
     env.setdefault("OMP_NUM_THREADS", "1")
-    avalanche_env = {}
-    if args.same_malloc:  # glibc's variables for clarena.cli.MALLOC_SETTINGS (trim, mmap)
-        from clarena.cli import MALLOC_SETTINGS
+    from clarena.cli import MALLOC_SETTINGS
 
-        (_, trim), (_, mmap) = MALLOC_SETTINGS
-        avalanche_env = {"MALLOC_TRIM_THRESHOLD_": str(trim), "MALLOC_MMAP_THRESHOLD_": str(mmap)}
+    (_, trim), (_, mmap) = MALLOC_SETTINGS  # as glibc's variables (trim, mmap)
+    same_malloc = {"MALLOC_TRIM_THRESHOLD_": str(trim), "MALLOC_MMAP_THRESHOLD_": str(mmap)}
+    avalanche_env = same_malloc if args.same_malloc else {}
     rows = []
+    imports: dict[str, list[float]] = {}  # the floor processes' import seconds
     with tempfile.TemporaryDirectory() as tmp:
         for method in args.methods:
             runs: dict[str, list[tuple[float, float, float]]] = {"clarena": [], "avalanche": []}
@@ -209,6 +340,13 @@ def main(argv: list[str] | None = None) -> int:
                 wall, cpu, out = _timed(avalanche_cmd, {**env, **avalanche_env})
                 accuracy = json.loads(out.strip().splitlines()[-1])["accuracy"]
                 runs["avalanche"].append((wall, cpu, accuracy))
+                for floor in ("installed", "lazy") if args.floor and method == "naive" else ():
+                    floor_cmd = [sys.executable, __file__, f"--floor-process={floor}"]
+                    floor_cmd.append(f"--seed={args.seed}")
+                    wall, cpu, out = _timed(floor_cmd, {**env, **same_malloc})
+                    result = json.loads(out.strip().splitlines()[-1])
+                    runs.setdefault(f"floor, {floor}", []).append((wall, cpu, result["accuracy"]))
+                    imports.setdefault(floor, []).append(result["imports"])
                 print(f"{method} {r + 1}: {runs}", file=sys.stderr)
             med = {
                 side: [statistics.median(v[i] for v in values) for i in range(3)]
@@ -224,6 +362,15 @@ def main(argv: list[str] | None = None) -> int:
             f"| {method} | {c[0]:.1f} | {a[0]:.1f} | {c[0] / a[0]:.2f} | {c[1]:.1f} | {a[1]:.1f} "
             f"| {c[1] / a[1]:.2f} | {c[2]:.4f} | {a[2]:.4f} |"
         )
+    for _, med, _ in rows:
+        for floor in ("installed", "lazy"):
+            if f"floor, {floor}" in med:
+                f, a = med[f"floor, {floor}"], med["avalanche"]
+                print(
+                    f"floor, torchmetrics {floor} (imports {statistics.median(imports[floor]):.2f} "
+                    f"s, then a bare loop): wall {f[0]:.1f} s, CPU {f[1]:.1f} s, accuracy "
+                    f"{f[2]:.4f}; floor / Avalanche: wall {f[0] / a[0]:.2f}, CPU {f[1] / a[1]:.2f}"
+                )
     print(f"(medians of {args.repeats}; every run: {[(m, r) for m, _, r in rows]})")
     return 0
 
