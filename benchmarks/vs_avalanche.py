@@ -46,6 +46,7 @@ variables. It prints a Markdown table of the medians and their ratios (clarena /
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import gzip
 import json
@@ -56,6 +57,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -150,13 +152,14 @@ def avalanche_run(method: str, seed: int, tensorflow: bool = False) -> None:
 _TORCHMETRICS_OPTIONAL = ("_TORCHVISION_AVAILABLE", "_MATPLOTLIB_AVAILABLE", "_SCIPY_AVAILABLE")
 
 
-def _torchmetrics_without_optional_imports() -> None:
-    """Make the next `import torchmetrics` skip torchvision, scipy.signal and matplotlib, as if
+@contextlib.contextmanager
+def torchmetrics_without_optional_imports() -> Iterator[None]:
+    """Inside, `import torchmetrics` skips torchvision, scipy.signal and matplotlib, as if
     upstream imported them lazily (Lightning-AI/torchmetrics#3457): a measurement of what that
     fix would save, never something to run a real experiment under (the metrics that need them
-    would fail). Patches `torchmetrics.utilities.imports`' flags right after it executes, and the
-    `package_available("scipy")` check of `torchmetrics/__init__` until `lightning.pytorch` is
-    imported (`floor_run` undoes it)."""
+    would fail). Sets `torchmetrics.utilities.imports`' flags to False right after that module
+    executes, and answers `package_available("scipy")` (the check of `torchmetrics/__init__`)
+    with False until the block ends."""
     import importlib.abc
     import importlib.util
 
@@ -179,10 +182,16 @@ def _torchmetrics_without_optional_imports() -> None:
             spec.loader.exec_module = exec_module  # type: ignore[method-assign]
             return spec
 
-    sys.meta_path.insert(0, Flags())
+    finder = Flags()
+    sys.meta_path.insert(0, finder)
     available = imports.package_available
     imports.package_available = lambda name: name != "scipy" and available(name)  # type: ignore[assignment]
-    imports.package_available.undo = available  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        imports.package_available = available
+        if finder in sys.meta_path:  # torchmetrics was not imported inside
+            sys.meta_path.remove(finder)
 
 
 def floor_run(seed: int, lazy_torchmetrics: bool = False) -> None:
@@ -198,18 +207,13 @@ def floor_run(seed: int, lazy_torchmetrics: bool = False) -> None:
     train` does; the images stay uint8 until their task needs them. No Hydra, no config checks, no
     data module, no results files, plots or checkpoints. Prints the final accuracy and
     the seconds the two imports took. With `lazy_torchmetrics`, torchmetrics skips its optional
-    imports (`_torchmetrics_without_optional_imports`)."""
+    imports (`torchmetrics_without_optional_imports`)."""
     start = time.perf_counter()
     import torch
 
-    if lazy_torchmetrics:
-        _torchmetrics_without_optional_imports()
-    import lightning.pytorch  # noqa: F401  (the import floor is the point)
-
-    if lazy_torchmetrics:
-        import lightning_utilities.core.imports as imports
-
-        imports.package_available = imports.package_available.undo  # type: ignore[attr-defined]
+    skip = torchmetrics_without_optional_imports if lazy_torchmetrics else contextlib.nullcontext
+    with skip():
+        import lightning.pytorch  # noqa: F401  (the import floor is the point)
     gc.freeze()  # as clarena's run does: the collector never walks the imported objects again
     from torch import nn
 
