@@ -80,6 +80,36 @@ def _idx(path: Path):
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
+def _fmnist():
+    """Fashion-MNIST's splits as `{"train"|"test": (uint8 images N×28×28, int64 labels)}`."""
+    import torch
+
+    def tensor(name: str) -> torch.Tensor:
+        return torch.from_numpy(_idx(FMNIST / name).copy())
+
+    return {
+        split: (
+            tensor(f"{prefix}-images-idx3-ubyte.gz"),
+            tensor(f"{prefix}-labels-idx1-ubyte.gz").long(),
+        )
+        for split, prefix in (("train", "train"), ("test", "t10k"))
+    }
+
+
+def _mlp():
+    """The protocol's 784-400-400-10 ReLU MLP (both sides' model)."""
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, 400),
+        nn.ReLU(),
+        nn.Linear(400, 400),
+        nn.ReLU(),
+        nn.Linear(400, 10),
+    )
+
+
 def avalanche_run(method: str, seed: int, tensorflow: bool = False) -> None:
     """The Avalanche side (run in its own process by `main`); prints the final accuracy.
 
@@ -98,11 +128,7 @@ def avalanche_run(method: str, seed: int, tensorflow: bool = False) -> None:
     from torch.utils.data import TensorDataset
 
     torch.manual_seed(seed)
-    data = {}
-    for split, prefix in (("train", "train"), ("test", "t10k")):
-        x = torch.from_numpy(_idx(FMNIST / f"{prefix}-images-idx3-ubyte.gz").copy()).float()
-        y = torch.from_numpy(_idx(FMNIST / f"{prefix}-labels-idx1-ubyte.gz").copy()).long()
-        data[split] = (x / 255, y)
+    data = {split: (x.float() / 255, y) for split, (x, y) in _fmnist().items()}
     mean, std = data["train"][0].mean(), data["train"][0].std()
     sets = {k: TensorDataset(((x - mean) / std).unsqueeze(1), y) for k, (x, y) in data.items()}
     benchmark = nc_benchmark(
@@ -113,14 +139,7 @@ def avalanche_run(method: str, seed: int, tensorflow: bool = False) -> None:
         seed=seed,
         fixed_class_order=list(range(10)),
     )
-    model = nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(784, 400),
-        nn.ReLU(),
-        nn.Linear(400, 400),
-        nn.ReLU(),
-        nn.Linear(400, 10),
-    )
+    model = _mlp()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     common = {
         "model": model,
@@ -220,11 +239,7 @@ def floor_run(seed: int, lazy_torchmetrics: bool = False) -> None:
     imports = time.perf_counter() - start
     torch.set_flush_denormal(True)
     torch.manual_seed(seed)
-    data = {}
-    for split, prefix in (("train", "train"), ("test", "t10k")):
-        x = torch.from_numpy(_idx(FMNIST / f"{prefix}-images-idx3-ubyte.gz").copy())
-        y = torch.from_numpy(_idx(FMNIST / f"{prefix}-labels-idx1-ubyte.gz").copy()).long()
-        data[split] = (x, y)  # uint8: each task's images are made floats when it starts
+    data = _fmnist()  # uint8: each task's images are made floats when it starts
     counts = torch.bincount(data["train"][0].flatten(), minlength=256).double()
     values = torch.arange(256, dtype=torch.float64) / 255
     mean = float((counts * values).sum() / counts.sum())
@@ -233,14 +248,7 @@ def floor_run(seed: int, lazy_torchmetrics: bool = False) -> None:
     def images(x: torch.Tensor) -> torch.Tensor:
         return (x.float() / 255 - mean) / std
 
-    model = nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(784, 400),
-        nn.ReLU(),
-        nn.Linear(400, 400),
-        nn.ReLU(),
-        nn.Linear(400, 10),
-    )
+    model = _mlp()
     correct = total = 0
     for task in range(5):
         x, y = data["train"]
