@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import pickle
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -138,3 +141,41 @@ def test_digits_source_is_embedded():
     assert data.train_x.shape == (1352, 1, 8, 8) and data.test_x.shape == (445, 1, 8, 8)
     assert int(data.train_x.max()) == 255 and int(data.train_x.min()) == 0
     assert np.bincount(data.test_y.numpy()).tolist() == [44, 45, 44, 45, 45, 45, 45, 44, 43, 45]
+
+
+def test_digits_read_from_the_bundled_file_equal_scikit_learns_and_import_nothing_of_it():
+    from sklearn.datasets import load_digits
+
+    from clarena.cl_datasets.sources import digits_arrays, digits_file
+
+    assert digits_file() is not None and digits_file().name == "digits.csv.gz"
+    images, classes = digits_arrays()
+    bunch = load_digits()
+    assert images.dtype == bunch.images.dtype and np.array_equal(images, bunch.images)
+    assert np.array_equal(classes, bunch.target)
+    code = (
+        "import sys; from clarena.cl_datasets.sources import digits_arrays; digits_arrays(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_digits_without_the_bundled_file_come_from_scikit_learn(monkeypatch):
+    from sklearn.datasets import load_digits
+
+    import clarena.cl_datasets.sources as sources
+
+    monkeypatch.setattr(sources, "digits_file", lambda: None)
+    images, classes = sources.digits_arrays()
+    assert np.array_equal(images, load_digits().images) and classes.tolist()[:3] == [0, 1, 2]
+
+
+def test_a_digits_file_of_another_shape_is_one_line(tmp_path, monkeypatch):
+    import clarena.cl_datasets.sources as sources
+
+    bad = tmp_path / "digits.csv.gz"
+    bad.write_bytes(gzip.compress(b"1,2,3\n4,5,6\n"))
+    monkeypatch.setattr(sources, "digits_file", lambda: bad)
+    with pytest.raises(ValueError, match="3 columns, not 64 pixels and a class"):
+        sources.digits_arrays()
