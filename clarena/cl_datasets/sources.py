@@ -117,6 +117,9 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
             f"{path}: {table.shape[1]} columns, not 64 pixels and a class; "
             "reinstall scikit-learn (pip install --force-reinstall scikit-learn)"
         )
+    from clarena.metrics.provenance import record_read
+
+    record_read("sklearn")  # the data is scikit-learn's: its version goes into the provenance
     return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(int)
 
 

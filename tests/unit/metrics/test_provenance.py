@@ -210,3 +210,22 @@ def test_every_value_of_metrics_json_is_escaped_in_the_report(tmp_path: Path) ->
     page = run_page(data, {}, payload)
     assert "<script" not in page.lower()
     assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 10
+
+
+def test_a_library_whose_data_file_was_read_is_recorded_without_being_imported() -> None:
+    code = (
+        "import sys, json; from clarena.cl_datasets.sources import digits_arrays; "
+        "from clarena.metrics.provenance import library_versions; "
+        "before = library_versions(); digits_arrays(); "
+        "print(json.dumps([before.get('scikit-learn'), library_versions().get('scikit-learn'), "
+        "'sklearn' in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [None, importlib.metadata.version("scikit-learn"), False]
+
+
+def test_record_read_takes_only_the_known_optional_libraries() -> None:
+    from clarena.metrics.provenance import record_read
+
+    with pytest.raises(KeyError, match="'sklearn_typo' is not one of OPTIONAL_LIBRARIES"):
+        record_read("sklearn_typo")
