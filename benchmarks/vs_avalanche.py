@@ -222,17 +222,20 @@ def floor_run(seed: int, lazy_torchmetrics: bool = False) -> None:
     one forward pass (no autograd) over the test images of the tasks seen so far, in batches of
     512.
     Subnormals are flushed, glibc's malloc keeps freed memory (`main` sets its variables) and the
-    garbage collector's generations are frozen after the imports and at the end, as `clarena
-    train` does; the images stay uint8 until their task needs them. No Hydra, no config checks, no
-    data module, no results files, plots or checkpoints. Prints the final accuracy and
-    the seconds the two imports took. With `lazy_torchmetrics`, torchmetrics skips its optional
-    imports (`torchmetrics_without_optional_imports`)."""
-    start = time.perf_counter()
-    import torch
+    garbage collector is paused through the imports and its generations are frozen after them and
+    at the end, as `clarena train` does; the images stay uint8 until their task needs them. No
+    Hydra, no config checks, no data module, no results files, plots or checkpoints. Prints the
+    final accuracy and the seconds the two imports took. With `lazy_torchmetrics`, torchmetrics
+    skips its optional imports (`torchmetrics_without_optional_imports`)."""
+    from clarena.core.lazy import collector_paused
 
+    start = time.perf_counter()
     skip = torchmetrics_without_optional_imports if lazy_torchmetrics else contextlib.nullcontext
-    with skip():
-        import lightning.pytorch  # noqa: F401  (the import floor is the point)
+    with collector_paused():  # as `clarena train` does through its imports
+        import torch
+
+        with skip():
+            import lightning.pytorch  # noqa: F401  (the import floor is the point)
     gc.freeze()  # as clarena's run does: the collector never walks the imported objects again
     from torch import nn
 

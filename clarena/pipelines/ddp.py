@@ -81,9 +81,11 @@ def _die_with_parent() -> None:
 
 def worker_main() -> int:
     """Run this rank's part of the run rank zero started; return the exit code."""
+    from clarena.core.lazy import collector_paused
     from clarena.pipelines.run_folder import load_run_config
-    from clarena.pipelines.task_loop import run_experiment
 
+    with collector_paused():  # the run's heavy imports (torch, Lightning): it says why
+        from clarena.pipelines.task_loop import run_experiment
     _die_with_parent()
     run_dir = Path(os.environ[DDP_RUN_DIR_ENV])
     resume = os.environ.get(DDP_RESUME_ENV) == "1"

@@ -45,12 +45,15 @@ def evaluate_run(run_dir: Path, output: Path, trust: bool = False) -> tuple[obje
     """
     from hydra.utils import instantiate
 
-    from clarena.metrics import CLResults
-    from clarena.pipelines import checkpoint as ckpt
-    from clarena.pipelines.callbacks import RecordPredictions
-    from clarena.pipelines.config import to_plain
-    from clarena.pipelines.run_folder import load_run_config
-    from clarena.pipelines.task_loop import build_components
+    from clarena.core.lazy import collector_paused
+
+    with collector_paused():  # the heavy imports (torch, Lightning): it says why
+        from clarena.metrics import CLResults
+        from clarena.pipelines import checkpoint as ckpt
+        from clarena.pipelines.callbacks import RecordPredictions
+        from clarena.pipelines.config import to_plain
+        from clarena.pipelines.run_folder import load_run_config
+        from clarena.pipelines.task_loop import build_components
 
     cfg = load_run_config(run_dir, trust=trust)
     tasks = ckpt.finished_tasks(run_dir)

@@ -301,8 +301,12 @@ def run_experiment(
         launched = ddp.announce(Path(run_dir), resume)
     # The ~1M objects the imports made (torch, Lightning, torchmetrics, Hydra) cannot be garbage;
     # freezing them keeps the cyclic collector from walking them again in each of its ~1,200 runs
-    # during a default run (1.0 s of a 9 s `clarena train`, measured with `gc.callbacks`).
+    # during a default run (1.0 s of a 9 s `clarena train`, measured with `gc.callbacks`). The
+    # run collects what it makes even where the caller paused the collector for its imports
+    # (`clarena train` does: `collector_paused`).
     gc.freeze()
+    collecting = gc.isenabled()
+    gc.enable()
     # `flush_denormal` before any torch work of the run (the threads torch starts later inherit
     # it; a pool already running keeps its own); a run folder from before the key had none
     flushing = flushes_denormals()
@@ -315,6 +319,8 @@ def run_experiment(
     finally:
         torch.set_flush_denormal(flushing)  # the caller's setting again
         gc.unfreeze()  # a caller that runs many experiments in one process collects them again
+        if not collecting:
+            gc.disable()
         if launched or worker:
             ddp.finish(launched)
 

@@ -409,10 +409,13 @@ def _usage() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `clarena train`; returns the exit code."""
+    from clarena.core.lazy import collector_paused
+
     args = list(sys.argv[1:] if argv is None else argv)
     previous = _install_signal_handlers()
     try:
-        return _main(args)
+        with collector_paused():  # through the imports; each run collects (`run_experiment`)
+            return _main(args)
     except RunInterrupted as exc:
         message, code = _interrupted_message(exc)
         print(message, file=sys.stderr)

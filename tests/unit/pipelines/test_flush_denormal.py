@@ -1,14 +1,18 @@
 """`flush_denormal`: a run flushes subnormal floats to zero while it runs, then gives the caller
-its own setting back; a run folder from before the key keeps IEEE subnormals."""
+its own setting back; a run folder from before the key keeps IEEE subnormals. The garbage
+collector likewise: a run collects, and the caller's state of the collector comes back."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import open_dict
 
+from clarena.core.lazy import collector_paused
 from clarena.pipelines import task_loop
 from clarena.pipelines.config import compose_config
 from clarena.pipelines.task_loop import flushes_denormals, run_experiment
@@ -62,3 +66,33 @@ def test_a_run_flushes_while_it_runs_and_restores_the_callers_setting(
 
 def test_new_runs_flush_by_default() -> None:
     assert compose_config([]).flush_denormal is True
+
+
+@pytest.mark.parametrize("paused", [True, False])
+def test_a_run_collects_garbage_even_where_its_caller_paused_the_collector(
+    paused: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`clarena train` pauses the collector through its imports (`collector_paused`); the run
+    itself collects, with what existed before it frozen, and the caller's state comes back."""
+    seen: list[tuple[bool, int]] = []
+    monkeypatch.setattr(
+        task_loop, "_run", lambda *args: seen.append((gc.isenabled(), gc.get_freeze_count()))
+    )
+    cfg = compose_config(["logger=none", f"output_dir={tmp_path / 'run'}"])
+    gc.collect()
+    with collector_paused() if paused else contextlib.nullcontext():
+        run_experiment(cfg, tmp_path / "run")
+        assert gc.isenabled() is not paused
+    assert gc.isenabled()
+    assert seen[0][0] is True and seen[0][1] > 0  # collecting, the older objects frozen
+    assert gc.get_freeze_count() == 0  # unfrozen again
+
+
+def test_clarena_train_pauses_the_collector_through_its_imports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from clarena.pipelines import train
+
+    monkeypatch.setattr(train, "_main", lambda args: 3 if gc.isenabled() else 7)
+    assert train.main([]) == 7  # paused while the command composes, checks and imports
+    assert gc.isenabled()
