@@ -54,19 +54,22 @@ def _timed(seconds: dict[str, float], name: str, func: Callable[..., Any]) -> Ca
 
 def main(argv: list[str]) -> int:
     """Run `clarena train argv` with the phases timed; print the table."""
+    from clarena.core.lazy import collector_paused
+
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    import torch  # noqa: F401
+    with collector_paused():  # as `clarena train` imports
+        import torch  # noqa: F401
 
-    seconds["import torch"] = time.perf_counter() - start
-    import lightning.pytorch  # noqa: F401
+        seconds["import torch"] = time.perf_counter() - start
+        import lightning.pytorch  # noqa: F401
 
-    seconds["import Lightning (and torchmetrics)"] = time.perf_counter() - start
-    seconds["import Lightning (and torchmetrics)"] -= seconds["import torch"]
-    for name, (module_name, owner_name, function) in PHASES.items():
-        module = importlib.import_module(module_name)
-        owner = getattr(module, owner_name) if owner_name else module
-        setattr(owner, function, _timed(seconds, name, getattr(owner, function)))
+        seconds["import Lightning (and torchmetrics)"] = time.perf_counter() - start
+        seconds["import Lightning (and torchmetrics)"] -= seconds["import torch"]
+        for name, (module_name, owner_name, function) in PHASES.items():
+            module = importlib.import_module(module_name)
+            owner = getattr(module, owner_name) if owner_name else module
+            setattr(owner, function, _timed(seconds, name, getattr(owner, function)))
     from clarena import cli
 
     cli.keep_freed_memory()  # as the console script does
