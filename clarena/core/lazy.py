@@ -18,7 +18,7 @@ def collector_paused() -> Iterator[None]:
 
     Importing a run's path (torch, Lightning, torchmetrics, Hydra) makes about half a million
     objects that live as long as the process and next to no cyclic garbage, yet the collector,
-    started by every 700 allocations, ran ~1,080 times over them (7 of them full passes): 0.9-1.2 s
+    started by every 700 allocations, ran ~1,100 times over them (7 of them full passes): 0.9-1.4 s
     of a 7-8 s default `clarena train` on the 2-core VM of `benchmarks/README.md`, measured with
     `gc.callbacks`. Reference counting still frees everything acyclic meanwhile. The collector's
     earlier state comes back when the block ends, however it ends (a caller that had disabled it

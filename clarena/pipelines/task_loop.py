@@ -318,6 +318,10 @@ def run_experiment(
             return _run(cfg, Path(run_dir), resume, progress or Progress(), worker)
     finally:
         torch.set_flush_denormal(flushing)  # the caller's setting again
+        # The run's own cycles (Trainer, module, callbacks, data) are garbage now: collected here,
+        # where the collector walks only what the run made, not the frozen imports, so a sweep's
+        # next job does not freeze them with its own `gc.freeze()`.
+        gc.collect()
         gc.unfreeze()  # a caller that runs many experiments in one process collects them again
         if not collecting:
             gc.disable()

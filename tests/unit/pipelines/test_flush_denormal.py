@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import weakref
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,11 @@ def test_new_runs_flush_by_default() -> None:
     assert compose_config([]).flush_denormal is True
 
 
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
 @pytest.mark.parametrize("paused", [True, False])
 def test_a_run_collects_garbage_even_where_its_caller_paused_the_collector(
     paused: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -75,14 +81,20 @@ def test_a_run_collects_garbage_even_where_its_caller_paused_the_collector(
     """`clarena train` pauses the collector through its imports (`collector_paused`); the run
     itself collects, with what existed before it frozen, and the caller's state comes back."""
     seen: list[tuple[bool, int]] = []
-    monkeypatch.setattr(
-        task_loop, "_run", lambda *args: seen.append((gc.isenabled(), gc.get_freeze_count()))
-    )
+    cycles: list[weakref.ref] = []
+
+    def run(*args) -> None:
+        seen.append((gc.isenabled(), gc.get_freeze_count()))
+        cycle = _Cycle()  # garbage with a cycle, as a Trainer and its module leave behind
+        cycles.append(weakref.ref(cycle))
+
+    monkeypatch.setattr(task_loop, "_run", run)
     cfg = compose_config(["logger=none", f"output_dir={tmp_path / 'run'}"])
     gc.collect()
     with collector_paused() if paused else contextlib.nullcontext():
         run_experiment(cfg, tmp_path / "run")
         assert gc.isenabled() is not paused
+        assert cycles[0]() is None  # the run's cyclic garbage is freed before it returns
     assert gc.isenabled()
     assert seen[0][0] is True and seen[0][1] > 0  # collecting, the older objects frozen
     assert gc.get_freeze_count() == 0  # unfrozen again
