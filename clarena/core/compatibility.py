@@ -14,11 +14,14 @@ CVPR 2021)
 
 $$\mathrm{NFR} = \frac{\text{negative\_flips}}{N},\quad
 \mathrm{PFR} = \frac{\text{positive\_flips}}{N},\quad
+\mathrm{NFI} = \frac{\text{negative\_flips}}{N - \text{new\_correct}},\quad
 \mathrm{BTC} = \frac{\text{both\_correct}}{\text{old\_correct}},\quad
 \mathrm{BEC} = \frac{\text{both\_wrong}}{N - \text{new\_correct}}.$$
 
-BEC divides by $h_2$'s errors, as the paper defines it (BackwardCompatibilityML's code divides by
-$h_1$'s errors). A ratio whose denominator is zero is NaN. Only the standard library and numpy.
+NFI, the negative flip impact, is the share of $h_2$'s errors that are new (negative flips), so
+$\mathrm{NFI} = 1 - \mathrm{BEC}$ whenever $h_2$ errs at all. BEC divides by $h_2$'s errors, as
+the paper defines it (BackwardCompatibilityML's code divides by $h_1$'s errors). A ratio whose
+denominator is zero is NaN. Only the standard library and numpy.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ COUNT_NAMES: tuple[str, ...] = (
 )
 """The names of the counts, in a fixed order."""
 
-SCORE_NAMES: tuple[str, ...] = ("nfr", "pfr", "btc", "bec")
+SCORE_NAMES: tuple[str, ...] = ("nfr", "pfr", "nfi", "btc", "bec")
 """The names of the scores, in a fixed order."""
 
 
@@ -79,7 +82,7 @@ def counts_from_correct(old_correct: Any, new_correct: Any) -> dict[str, int]:
 def compatibility_scores(
     counts: Mapping[str, Any], ratio: Callable[[Any, Any], Any] = float_ratio
 ) -> dict[str, Any]:
-    """NFR, PFR, BTC and BEC (`SCORE_NAMES`, in that order) from counts.
+    """NFR, PFR, NFI, BTC and BEC (`SCORE_NAMES`, in that order) from counts.
 
     Args:
         counts: the counts by `COUNT_NAMES` (ints, numpy or torch scalars; possibly summed over
@@ -88,12 +91,13 @@ def compatibility_scores(
             (`float_ratio` for Python numbers; the torch metrics pass a tensor division).
 
     Returns:
-        `{"nfr": ..., "pfr": ..., "btc": ..., "bec": ...}`.
+        `{"nfr": ..., "pfr": ..., "nfi": ..., "btc": ..., "bec": ...}`.
     """
     total = counts["total"]
     return {
         "nfr": ratio(counts["negative_flips"], total),
         "pfr": ratio(counts["positive_flips"], total),
+        "nfi": ratio(counts["negative_flips"], total - counts["new_correct"]),
         "btc": ratio(counts["both_correct"], counts["old_correct"]),
         "bec": ratio(counts["both_wrong"], total - counts["new_correct"]),
     }

@@ -8,12 +8,15 @@ r"""Metrics of continual learning and of backward-compatible model updates; the 
   matplotlib).
 - `clarena.metrics.functional`: the math, once: `average_accuracy`, `backward_transfer`,
   `forgetting`, `forward_transfer` over an accuracy matrix; `compatibility_counts`,
-  `compatibility_scores` (NFR, PFR, BTC, BEC) and `negative_flips_per_class` over predictions.
+  `compatibility_scores` (NFR, PFR, NFI, BTC, BEC) and `negative_flips_per_class` over predictions;
+  the statistics of a release decision (`clarena.metrics.functional.release`: Wilson intervals,
+  exact McNemar, NFR per class and group, gates). Imported on first use, so that the release
+  statistics and `clarena.metrics.provenance` load without torch.
 - `clarena.metrics.compatibility`: the same counts as `torchmetrics.Metric`s with summed states
   (pooled over batches and DDP processes): `CompatibilityCounts`, `NegativeFlipRate`,
-  `PositiveFlipRate`, `BackwardTrustCompatibility`, `BackwardErrorCompatibility`,
-  `IncompatiblePointsPerClass`. They are imported on first use (`import torchmetrics` imports
-  matplotlib), like the submodules.
+  `PositiveFlipRate`, `NegativeFlipImpact`, `BackwardTrustCompatibility`,
+  `BackwardErrorCompatibility`, `IncompatiblePointsPerClass`. They are imported on first use
+  (`import torchmetrics` imports matplotlib), like the submodules.
 - `clarena.metrics.sweep` and `clarena.metrics.sweep_summary`: a $\lambda_c$ sweep's runs read
   from their `metrics.json` (`SweepPoint`s), and their mean ± standard error over seeds, Pareto
   front and ensemble reference.
@@ -43,21 +46,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from clarena.core.lazy import lazy_exports
-from clarena.metrics.functional import (
-    average_accuracy,
-    average_accuracy_per_task,
-    backward_error_compatibility,
-    backward_transfer,
-    backward_trust_compatibility,
-    compatibility_counts,
-    compatibility_scores,
-    forgetting,
-    forward_transfer,
-    negative_flip_rate,
-    negative_flips_per_class,
-    positive_flip_rate,
-)
-from clarena.metrics.results import CLResults
 
 if TYPE_CHECKING:  # what `__getattr__` imports on first use, for type checkers
     from clarena.metrics.compatibility import (
@@ -65,9 +53,46 @@ if TYPE_CHECKING:  # what `__getattr__` imports on first use, for type checkers
         BackwardTrustCompatibility,
         CompatibilityCounts,
         IncompatiblePointsPerClass,
+        NegativeFlipImpact,
         NegativeFlipRate,
         PositiveFlipRate,
     )
+    from clarena.metrics.functional import (
+        average_accuracy,
+        average_accuracy_per_task,
+        backward_error_compatibility,
+        backward_transfer,
+        backward_trust_compatibility,
+        compatibility_counts,
+        compatibility_scores,
+        forgetting,
+        forward_transfer,
+        negative_flip_impact,
+        negative_flip_rate,
+        negative_flips_per_class,
+        positive_flip_rate,
+    )
+    from clarena.metrics.results import CLResults
+
+#: The functions of `clarena.metrics.functional` exported here, imported on first use (torch):
+#: `clarena.metrics.functional.release` and `clarena.core` stay importable without it.
+_FUNCTIONS = frozenset(
+    {
+        "average_accuracy",
+        "average_accuracy_per_task",
+        "backward_error_compatibility",
+        "backward_transfer",
+        "backward_trust_compatibility",
+        "compatibility_counts",
+        "compatibility_scores",
+        "forgetting",
+        "forward_transfer",
+        "negative_flip_impact",
+        "negative_flip_rate",
+        "negative_flips_per_class",
+        "positive_flip_rate",
+    }
+)
 
 #: The torchmetrics classes, imported on first use: `import torchmetrics` imports matplotlib.
 _METRIC_CLASSES = frozenset(
@@ -76,6 +101,7 @@ _METRIC_CLASSES = frozenset(
         "BackwardTrustCompatibility",
         "CompatibilityCounts",
         "IncompatiblePointsPerClass",
+        "NegativeFlipImpact",
         "NegativeFlipRate",
         "PositiveFlipRate",
     }
@@ -87,6 +113,7 @@ __all__ = [  # the submodules are listed so that pdoc documents them
     "CLResults",
     "CompatibilityCounts",
     "IncompatiblePointsPerClass",
+    "NegativeFlipImpact",
     "NegativeFlipRate",
     "PositiveFlipRate",
     "average_accuracy",
@@ -101,6 +128,7 @@ __all__ = [  # the submodules are listed so that pdoc documents them
     "forgetting",
     "forward_transfer",
     "functional",
+    "negative_flip_impact",
     "negative_flip_rate",
     "negative_flips_per_class",
     "positive_flip_rate",
@@ -111,9 +139,16 @@ __all__ = [  # the submodules are listed so that pdoc documents them
     "sweep_summary",
 ]
 
-_SUBMODULES = frozenset(n for n in __all__ if n[0].islower() and n not in globals())
+_SUBMODULES = frozenset(n for n in __all__ if n[0].islower() and n not in _FUNCTIONS)
 
 
 __getattr__, __dir__ = lazy_exports(
-    __name__, globals(), dict.fromkeys(_METRIC_CLASSES, "compatibility"), _SUBMODULES
+    __name__,
+    globals(),
+    {
+        **dict.fromkeys(_METRIC_CLASSES, "compatibility"),
+        **dict.fromkeys(_FUNCTIONS, "functional"),
+        "CLResults": "results",
+    },
+    _SUBMODULES,
 )

@@ -2,8 +2,8 @@
 
 Each class keeps the counts of `clarena.metrics.functional.compatibility` as states declared with
 `dist_reduce_fx="sum"`, so `compute()` pools every batch on every process before dividing: the value
-is the rate over the whole test set, never a mean of per-batch rates. The formulas (NFR, PFR, BTC,
-BEC, the identity $\\mathrm{NFR} = \\mathrm{acc}_1 (1 - \\mathrm{BTC})$ and the note on
+is the rate over the whole test set, never a mean of per-batch rates. The formulas (NFR, PFR, NFI,
+BTC, BEC, the identity $\\mathrm{NFR} = \\mathrm{acc}_1 (1 - \\mathrm{BTC})$ and the note on
 BackwardCompatibilityML's BEC denominator) are in that module's docstring.
 
 `update(old_preds, new_preds, targets)` takes the predicted labels of the old model $h_1$ and of
@@ -33,11 +33,11 @@ from clarena.metrics.functional.compatibility import (
 
 
 class CompatibilityCounts(Metric):
-    """All seven compatibility counts and the four scores of an old/new model pair.
+    """All seven compatibility counts and the five scores of an old/new model pair.
 
     `compute()` returns a dict with the int64 counts `total`, `old_correct`, `new_correct`,
     `both_correct`, `both_wrong`, `negative_flips`, `positive_flips` and the float64 scores
-    `nfr`, `pfr`, `btc`, `bec` (NaN where undefined).
+    `nfr`, `pfr`, `nfi`, `btc`, `bec` (NaN where undefined).
     """
 
     is_differentiable = False
@@ -93,6 +93,13 @@ class PositiveFlipRate(_CompatibilityScore):
 
     higher_is_better = True
     _score = "pfr"
+
+
+class NegativeFlipImpact(_CompatibilityScore):
+    """NFI: the share of the new model's errors that the old model got right (negative flips)."""
+
+    higher_is_better = False
+    _score = "nfi"
 
 
 class BackwardTrustCompatibility(_CompatibilityScore):

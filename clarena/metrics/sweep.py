@@ -43,6 +43,7 @@ class SweepPoint:
     pfr: float | None
     average_accuracy: float | None
     error_overlap: dict[str, int] = field(default_factory=dict)
+    nfi: float | None = None
     negative_flips_per_class: list[int] = field(default_factory=list)
     seed: int | None = None
     hyper_parameters: dict[str, Any] = field(default_factory=dict)
@@ -140,6 +141,7 @@ def sweep_point(name: str, run_dir: Path, data: dict[str, Any]) -> SweepPoint:
         bec=_number(row.get("bec")),
         nfr=_number(row.get("nfr")),
         pfr=_number(row.get("pfr")),
+        nfi=_number(row.get("nfi")),
         average_accuracy=_number((data.get("summary") or {}).get("average_accuracy")),
         error_overlap=dict(row.get("error_overlap") or {}),
         negative_flips_per_class=list(row.get("negative_flips_per_class") or []),

@@ -208,6 +208,7 @@ def _compat_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
                 pct(r["bec"]),
                 pct(r["nfr"]),
                 pct(r["pfr"]),
+                pct(r.get("nfi")),  # absent from metrics.json of clarena <= 0.1
                 r["positive_flips"],
                 r["both_wrong"],
                 r["negative_flips"],
@@ -226,6 +227,7 @@ _COMPAT_HEADER = (
     "BEC (%)",
     "NFR (%)",
     "PFR (%)",
+    "NFI (%)",
     "progress",
     "common",
     "regress",
@@ -295,7 +297,8 @@ def run_page(data: dict[str, Any], pngs: dict[str, bytes], title: str) -> str:
         body += [
             '<p class="note">BTC = #(both right)/#(old right); BEC = #(both wrong)/#(new wrong) '
             "(BackwardCompatibilityML's code divides by the old model's errors instead); "
-            "NFR = old accuracy × (1 − BTC). progress: errors the update fixed; common: both "
+            "NFR = old accuracy × (1 − BTC); NFI = negative flips/#(new wrong) = 1 − BEC. "
+            "progress: errors the update fixed; common: both "
             "wrong; regress: new errors.</p>",
             table(_COMPAT_HEADER, _compat_rows(compat)),
             "<h2>Incompatible points per class (negative flips, all earlier tasks)</h2>",

@@ -123,6 +123,7 @@ def sweep_page(
                 "BEC (%)",
                 "NFR (%)",
                 "PFR (%)",
+                "NFI (%)",
                 "progress",
                 "common",
                 "regress",
@@ -139,6 +140,7 @@ def sweep_page(
                     pct(p.bec),
                     pct(p.nfr),
                     pct(p.pfr),
+                    pct(p.nfi),
                     p.error_overlap.get("progress", "–"),
                     p.error_overlap.get("common", "–"),
                     p.error_overlap.get("regress", "–"),
@@ -184,7 +186,7 @@ def sweep_page(
 def sweep_csv(points: list[SweepPoint]) -> str:
     """The runs of a sweep as CSV text: one row per run, rates and accuracies as fractions."""
     columns = ["run", "algorithm", "kind", "lambda_c", "comparison", "accuracy", "old_accuracy"]
-    columns += ["btc", "bec", "nfr", "pfr", "average_accuracy"]
+    columns += ["btc", "bec", "nfr", "pfr", "nfi", "average_accuracy"]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([*columns, "progress", "common", "regress", "negative_flips_per_class"])

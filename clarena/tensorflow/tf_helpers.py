@@ -114,7 +114,7 @@ def bc_fit(
         The `keras.callbacks.History` (also set as `h2.history`): `history.epoch` lists the epochs,
         `history.history` maps each name to one value per epoch: `loss` and `accuracy` (training,
         averaged over the epoch's batches), `val_loss` (the objective per test sample),
-        `val_accuracy`, `val_h1_accuracy`, `val_btc`, `val_bec`, `val_nfr`, `val_pfr`.
+        `val_accuracy`, `val_h1_accuracy`, `val_btc`, `val_bec`, `val_nfr`, `val_pfr`, `val_nfi`.
     """
     check_keras_model(h2, "h2")
     if not isinstance(bc_loss, BackwardCompatibilityLoss):

@@ -237,13 +237,13 @@ def test_report_of_a_sweep_writes_tradeoff_plots_and_exact_points(sweep_dir):
         assert (out / f"{name}.png").read_bytes().startswith(PNG)
     rows = (out / "sweep.csv").read_text().splitlines()
     assert rows[0] == (
-        "run,algorithm,kind,lambda_c,comparison,accuracy,old_accuracy,btc,bec,nfr,pfr,"
+        "run,algorithm,kind,lambda_c,comparison,accuracy,old_accuracy,btc,bec,nfr,pfr,nfi,"
         "average_accuracy,progress,common,regress,negative_flips_per_class"
     )
     # run 0: both right 3 of 5 old-right; both wrong 3 of 5 new-wrong; flips on classes 3 and 4
     assert (
         rows[1]
-        == "0,BCNewError,new_error,0.0,consecutive,0.5,0.5,0.6,0.6,0.2,0.2,0.75,2,3,2,0 0 0 1 1"
+        == "0,BCNewError,new_error,0.0,consecutive,0.5,0.5,0.6,0.6,0.2,0.2,0.4,0.75,2,3,2,0 0 0 1 1"
     )
     # run 1: both right 4 of 5; both wrong 5 of 6 new-wrong
     assert rows[2].startswith(

@@ -17,7 +17,7 @@ RNG = np.random.default_rng(0)
 X = RNG.normal(size=(96, 6)).astype(np.float32)
 Y = (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0).astype(np.int64)  # 3 learnable classes
 METRICS = ["loss", "accuracy", "val_loss", "val_accuracy", "val_h1_accuracy"]
-METRICS += ["val_btc", "val_bec", "val_nfr", "val_pfr"]
+METRICS += ["val_btc", "val_bec", "val_nfr", "val_pfr", "val_nfi"]
 
 
 def mlp(seed: int) -> keras.Model:
@@ -35,7 +35,7 @@ def test_compatibility_scores_from_hand_counted_flips():
     h1 = [1, 1, 1, 0, 0, 1, 0, 1]  # 5 right
     h2 = [1, 1, 0, 0, 1, 1, 0, 0]  # both right 3, both wrong 2, h2 wrong 4, 2 negative flips
     scores = compatibility_scores(np.array(h1, bool), np.array(h2, bool))
-    assert scores == {"btc": 3 / 5, "bec": 2 / 4, "nfr": 2 / 8, "pfr": 1 / 8}
+    assert scores == {"btc": 3 / 5, "bec": 2 / 4, "nfr": 2 / 8, "pfr": 1 / 8, "nfi": 2 / 4}
     assert np.isnan(compatibility_scores([False], [True])["btc"])  # h1 never right
 
 

@@ -11,4 +11,4 @@ def test_tf_scores_are_the_ground_floor_ones() -> None:
     new = [1, 1, 0, 1, 0, 1, 1, 0, 1, 1]
     scores = tf_helpers.compatibility_scores(old, new)
     assert scores == compatibility.compatibility_scores(compatibility.counts_from_correct(old, new))
-    assert scores == {"nfr": 2 / 10, "pfr": 3 / 10, "btc": 4 / 6, "bec": 1 / 3}
+    assert scores == {"nfr": 2 / 10, "pfr": 3 / 10, "nfi": 2 / 3, "btc": 4 / 6, "bec": 1 / 3}

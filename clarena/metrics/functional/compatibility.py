@@ -17,14 +17,17 @@ and the scores (Bansal et al., 2019, "Updates in Human-AI Teams"; Yan et al., 20
 "Positive-Congruent Training")
 
 $$\mathrm{NFR} = \frac{\#\text{negative flips}}{N},\qquad
-\mathrm{PFR} = \frac{\#\text{positive flips}}{N},$$
+\mathrm{PFR} = \frac{\#\text{positive flips}}{N},\qquad
+\mathrm{NFI} = \frac{\#\text{negative flips}}{\#(h_2\ \text{wrong})},$$
 $$\mathrm{BTC} = \frac{\#(\text{both right})}{\#(h_1\ \text{right})},\qquad
 \mathrm{BEC} = \frac{\#(\text{both wrong})}{\#(h_2\ \text{wrong})}.$$
 
 BTC (backward trust compatibility) is the share of the points the old model got right that the new
 model still gets right; BEC (backward error compatibility) is the share of the new model's errors
-that the old model made as well. Since $\#\text{negative flips} = \#(h_1\ \text{right}) -
-\#(\text{both right})$, with $\mathrm{acc}_1 = \#(h_1\ \text{right})/N$:
+that the old model made as well, and NFI (negative flip impact) the share that are new, so
+$\mathrm{NFI} = 1 - \mathrm{BEC}$ when $h_2$ errs at all. Since
+$\#\text{negative flips} = \#(h_1\ \text{right}) - \#(\text{both right})$, with
+$\mathrm{acc}_1 = \#(h_1\ \text{right})/N$:
 
 $$\mathrm{NFR} = \mathrm{acc}_1 \cdot (1 - \mathrm{BTC}).$$
 
@@ -33,8 +36,8 @@ The code of Microsoft's BackwardCompatibilityML divides the both-wrong count by 
 errors instead; the two agree only when both models make the same number of errors. clarena reports
 the published definition.
 
-A ratio whose denominator is zero (BTC when the old model is never right, BEC when the new model is
-never wrong, anything on an empty set) is undefined and returned as NaN.
+A ratio whose denominator is zero (BTC when the old model is never right, BEC and NFI when the new
+model is never wrong, anything on an empty set) is undefined and returned as NaN.
 
 All counts are pooled over every point seen, never averaged per batch: the rate of a whole test set
 is the ratio of its summed counts.
@@ -119,7 +122,7 @@ def _ratio(numerator: Tensor, denominator: Tensor) -> Tensor:
 
 
 def compatibility_scores(counts: dict[str, Tensor]) -> dict[str, Tensor]:
-    """NFR, PFR, BTC and BEC (float64 tensors) from pooled counts: the formulas of
+    """NFR, PFR, NFI, BTC and BEC (float64 tensors) from pooled counts: the formulas of
     `clarena.core.compatibility.compatibility_scores`, divided as tensors.
 
     Args:
@@ -128,7 +131,8 @@ def compatibility_scores(counts: dict[str, Tensor]) -> dict[str, Tensor]:
             `negative_flips` and `positive_flips` are read).
 
     Returns:
-        `{"nfr": ..., "pfr": ..., "btc": ..., "bec": ...}`; NaN where the denominator is zero.
+        `{"nfr": ..., "pfr": ..., "nfi": ..., "btc": ..., "bec": ...}`; NaN where the denominator
+        is zero.
     """
     tensors = {name: torch.as_tensor(counts[name]) for name in COUNT_NAMES}
     return _core.compatibility_scores(tensors, ratio=_ratio)
@@ -142,6 +146,12 @@ def negative_flip_rate(old_preds: Tensor, new_preds: Tensor, targets: Tensor) ->
 def positive_flip_rate(old_preds: Tensor, new_preds: Tensor, targets: Tensor) -> Tensor:
     r"""PFR $= \#\{i: h_1 \text{ wrong}, h_2 \text{ right}\} / N$ (NaN for $N = 0$)."""
     return compatibility_scores(compatibility_counts(old_preds, new_preds, targets))["pfr"]
+
+
+def negative_flip_impact(old_preds: Tensor, new_preds: Tensor, targets: Tensor) -> Tensor:
+    r"""NFI $= \#\{i: h_1 \text{ right}, h_2 \text{ wrong}\} / \#(h_2 \text{ wrong})$ (NaN when
+    $h_2$ is never wrong)."""
+    return compatibility_scores(compatibility_counts(old_preds, new_preds, targets))["nfi"]
 
 
 def backward_trust_compatibility(old_preds: Tensor, new_preds: Tensor, targets: Tensor) -> Tensor:
@@ -197,7 +207,7 @@ def pooled_compatibility(
 
     Returns:
         The counts of `compatibility_counts` summed over the test sets; `old_accuracy` and
-        `new_accuracy` (fractions); `nfr`, `pfr`, `btc`, `bec`; `error_overlap`, a dict with
+        `new_accuracy` (fractions); `nfr`, `pfr`, `nfi`, `btc`, `bec`; `error_overlap`, a dict with
         `progress` (positive flips: old errors the new model fixed), `common` (both wrong) and
         `regress` (negative flips: new errors); `negative_flips_per_class`, a list.
     """

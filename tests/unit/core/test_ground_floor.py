@@ -59,7 +59,7 @@ def test_counts_and_scores_by_hand() -> None:
     assert tuple(counts) == compatibility.COUNT_NAMES
     scores = compatibility.compatibility_scores(counts)
     assert tuple(scores) == compatibility.SCORE_NAMES
-    assert scores == {"nfr": 2 / 10, "pfr": 3 / 10, "btc": 4 / 6, "bec": 1 / 3}
+    assert scores == {"nfr": 2 / 10, "pfr": 3 / 10, "nfi": 2 / 3, "btc": 4 / 6, "bec": 1 / 3}
     empty = compatibility.compatibility_scores(compatibility.counts_from_correct([], []))
     assert all(math.isnan(v) for v in empty.values())
     with pytest.raises(ValueError, match="scored on 2 and 1 samples"):
@@ -82,6 +82,7 @@ def test_the_torch_metrics_use_the_same_names_and_formulas() -> None:
     assert {k: float(v) for k, v in scores.items()} == {
         "nfr": 2 / 10,
         "pfr": 3 / 10,
+        "nfi": 2 / 3,
         "btc": 4 / 6,
         "bec": 1 / 3,
     }

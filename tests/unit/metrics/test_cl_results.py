@@ -163,10 +163,11 @@ def test_write_produces_the_results_files(tmp_path):
     assert lines[0] == (
         "comparison,old_after_task,new_after_task,test_task,total,old_correct,new_correct,"
         "both_correct,both_wrong,negative_flips,positive_flips,old_accuracy,new_accuracy,"
-        "nfr,pfr,btc,bec"
+        "nfr,pfr,nfi,btc,bec"
     )
     assert lines[-1] == (
-        "consecutive,2,3,all,8,5,5,3,1,2,2,0.625,0.625,0.25,0.25,0.6,0.3333333333333333"
+        "consecutive,2,3,all,8,5,5,3,1,2,2,0.625,0.625,0.25,0.25,0.6666666666666666,0.6,"
+        "0.3333333333333333"
     )
     data = json.loads((out / "metrics.json").read_text())  # strict JSON: NaN became null
     assert data["accuracy_matrix"][0] == [0.75, None, None]

@@ -1,4 +1,4 @@
-"""NFR, PFR, BTC, BEC on prediction vectors built by hand; pooled over uneven batches."""
+"""NFR, PFR, NFI, BTC, BEC on prediction vectors built by hand; pooled over uneven batches."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from clarena.metrics import (
     BackwardTrustCompatibility,
     CompatibilityCounts,
     IncompatiblePointsPerClass,
+    NegativeFlipImpact,
     NegativeFlipRate,
     PositiveFlipRate,
     backward_error_compatibility,
     backward_trust_compatibility,
     compatibility_counts,
+    negative_flip_impact,
     negative_flip_rate,
     negative_flips_per_class,
     positive_flip_rate,
@@ -48,6 +50,12 @@ def test_scores_by_hand():
     assert float(backward_trust_compatibility(OLD, NEW, TARGETS)) == pytest.approx(4 / 6)
     # BEC divides by the NEW model's 3 errors (BackwardCompatibilityML's code: old's 4 -> 1/4)
     assert float(backward_error_compatibility(OLD, NEW, TARGETS)) == pytest.approx(1 / 3)
+    # NFI: 2 negative flips of the new model's 3 errors (indices 2, 4, 7)
+    assert float(negative_flip_impact(OLD, NEW, TARGETS)) == pytest.approx(2 / 3)
+    nfi = NegativeFlipImpact()
+    nfi.update(OLD[:4], NEW[:4], TARGETS[:4])
+    nfi.update(OLD[4:], NEW[4:], TARGETS[4:])
+    assert float(nfi.compute()) == pytest.approx(2 / 3)
 
 
 def test_nfr_equals_old_accuracy_times_one_minus_btc():
@@ -113,6 +121,7 @@ def test_undefined_ratios_are_nan():
     never_right = torch.tensor([1, 0])
     assert math.isnan(float(backward_trust_compatibility(never_right, targets, targets)))
     assert math.isnan(float(backward_error_compatibility(never_right, targets, targets)))
+    assert math.isnan(float(negative_flip_impact(never_right, targets, targets)))
     empty = torch.tensor([], dtype=torch.int64)
     assert math.isnan(float(negative_flip_rate(empty, empty, empty)))
 
