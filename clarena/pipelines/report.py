@@ -13,12 +13,14 @@
   (no `metrics.json` yet) are listed and skipped. This is the page of a sweep of the
   backward-compatibility algorithms (a λc sweep); other sweeps get the study below.
 - **A study**: `PATH` is any folder of runs (sweeps or separate runs, at any depth), or `--study`
-  is given: a method × scenario table of mean ± standard error over seeds of the final average
-  accuracy, forgetting and BWT, with the number of seeds per cell and links to each run's page,
-  as `report.html`, `study.csv` and `study.md` in `PATH/study_report/` (or `--output DIR`); see
+  is given: a setting × scenario table of mean ± standard error over seeds of the final average
+  accuracy, forgetting and BWT (replicates only: runs equal but for the seed and paths), with the
+  number of seeds per cell and links to each run's page, as `report.html`, `study.csv` and
+  `study.md` in `PATH/study_report/` (or `--output DIR`); nothing is written into the runs; see
   `clarena.pipelines.study`.
 
-Every file is written to a temporary name and renamed. A path that is neither a run nor a sweep
+The page of one run is `clarena.pipelines.run_report`. Every file is written to a temporary name
+and renamed. A path that is neither a run nor a sweep
 stops with a one-line error and exit status 2.
 """
 
@@ -28,77 +30,16 @@ import argparse
 import sys
 from pathlib import Path
 
-#: Name of the page written by `clarena report`.
-PAGE_NAME = "report.html"
+from clarena.pipelines.run_report import PAGE_NAME, report_run, results_dir_of
+
 #: Folder (inside a sweep folder) that receives a sweep's page and plots by default.
 SWEEP_REPORT_DIR = "sweep_report"
-
-
-def _results_dir(path: Path) -> Path | None:
-    if (path / "metrics.json").is_file():
-        return path
-    if (path / "results" / "metrics.json").is_file():
-        return path / "results"
-    return None
 
 
 def _sweep_runs(path: Path) -> list[Path]:
     """The numbered run folders of a multirun folder, in numeric order."""
     runs = [p for p in path.iterdir() if p.is_dir() and p.name.isdigit()]
     return sorted(runs, key=lambda p: int(p.name))
-
-
-TRAINING_CURVES = "training_curves.png"
-"""The plot of the training loss terms per task, drawn from the run's CSV log."""
-
-
-def _training_curves(results_dir: Path, data: dict) -> bytes | None:
-    """The training curves of the run whose results are in `results_dir` (None without a log)."""
-    import csv
-
-    from clarena.metrics.provenance import identity_line, run_identity
-    from clarena.reports.plots import training_curves_png
-
-    log = results_dir.parent / "lightning_logs" / "metrics.csv"
-    if results_dir.name != "results" or not log.is_file():
-        return None
-    with open(log, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    identity = data.get("run")
-    if not isinstance(identity, dict):
-        identity = run_identity(data.get("config"))
-    return training_curves_png(rows, identity_line(identity, data.get("scenario")))
-
-
-def report_run(results_dir: Path, output: Path | None = None) -> Path:
-    """Write the page of one run; return its path."""
-    from clarena.core.files import atomic_write_bytes, atomic_write_text
-    from clarena.metrics.sweep import load_metrics
-    from clarena.reports.html import run_page
-    from clarena.reports.writers import json_safe, plot_pngs
-
-    data = json_safe(load_metrics(results_dir))
-    out_dir = output or results_dir
-    names = ["accuracy_matrix.png", "average_accuracy.png", "flips.png"]
-    if data.get("accuracy_matrix_task_aware") is not None:
-        names.append("accuracy_matrix_task_aware.png")
-    pngs: dict[str, bytes] = {}
-    drawn: dict[str, bytes] | None = None
-    for name in names:
-        existing = out_dir / name if (out_dir / name).is_file() else results_dir / name
-        if existing.is_file():
-            pngs[name] = existing.read_bytes()
-            continue
-        drawn = drawn or plot_pngs(data)
-        pngs[name] = drawn[name]
-        atomic_write_bytes(out_dir / name, pngs[name])
-    curves = _training_curves(results_dir, data)
-    if curves is not None:
-        pngs[TRAINING_CURVES] = curves
-        atomic_write_bytes(out_dir / TRAINING_CURVES, curves)
-    run_name = results_dir.parent.name if results_dir.name == "results" else results_dir.name
-    page = run_page(data, pngs, f"clarena run report: {run_name}")
-    return atomic_write_text(out_dir / PAGE_NAME, page)
 
 
 def report_sweep(sweep_dir: Path, runs: list[Path], output: Path | None = None) -> Path:
@@ -115,7 +56,7 @@ def report_sweep(sweep_dir: Path, runs: list[Path], output: Path | None = None) 
 
     points, skipped = [], []
     for run in runs:
-        results_dir = _results_dir(run)
+        results_dir = results_dir_of(run)
         if results_dir is None:
             skipped.append(f"{run.name}/ (no results/metrics.json)")
             continue
@@ -159,7 +100,7 @@ def report(path: str | Path, output: str | Path | None = None, study: bool = Fal
         raise ValueError(f"{path} is a file; pass the folder of a run or of a sweep")
     from clarena.pipelines.study import find_results, report_study
 
-    results_dir = _results_dir(path)
+    results_dir = results_dir_of(path)
     if results_dir is not None and not study:
         return report_run(results_dir, out)
     runs = _sweep_runs(path)
@@ -181,7 +122,7 @@ def _is_compatibility_sweep(runs: list[Path]) -> bool:
 
     finished = False
     for run in runs:
-        results_dir = _results_dir(run)
+        results_dir = results_dir_of(run)
         if results_dir is None:
             continue
         try:

@@ -15,8 +15,11 @@ import base64
 import html
 import json
 import math
+import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from clarena.metrics.provenance import identity_line, run_identity
 
@@ -41,6 +44,20 @@ table.wrap td.text:last-child { white-space: normal; max-width: 60rem; overflow-
 def text(value: Any) -> str:
     """`value` as escaped HTML text (quotes included), whatever its type."""
     return html.escape(str(value))
+
+
+def relative_link(target: str | os.PathLike[str], base: str | os.PathLike[str]) -> str:
+    """The address of `target` from a page in the folder `base`: a relative path, percent-encoded
+    (`:`, `?`, `#`, spaces, …), so that no folder name (`javascript:alert(1)`) reads as a scheme,
+    a query or a fragment; it starts with `./` or `../`. Escape it (`text`) inside an attribute.
+
+    Raises:
+        ValueError: when `target` cannot be reached by a relative path (another drive).
+    """
+    relative = Path(os.path.relpath(os.path.abspath(target), os.path.abspath(base))).as_posix()
+    if not relative.startswith("../"):
+        relative = "./" + relative
+    return quote(relative, safe="/")
 
 
 def page(title: str, body: Iterable[str]) -> str:

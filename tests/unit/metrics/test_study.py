@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ def _run(
     forgetting: float,
     bwt: float,
     page: bool = True,
+    **config: object,
 ) -> Path:
     """A finished 2-task CIL run whose final accuracies are (acc + bwt, acc - bwt); with its page
     `results/report.html` already written when `page` (as `clarena train` leaves it)."""
@@ -46,6 +48,7 @@ def _run(
             "scenario": "CIL",
             "cl_algorithm": {"_target_": target},
             "cl_dataset": {"source": "mnist"},
+            **config,
         },
     }
     (results / "metrics.json").write_text(json.dumps(data))
@@ -108,10 +111,14 @@ def test_study_of_two_methods_and_two_seeds(study_dir: Path) -> None:
     assert "[seed 2](../sweep_ewc/0/results/report.html)" in markdown
     page = (out / "report.html").read_text()
     assert "<td>85.00 ± 5.00 (n=2)</td>" in page
-    assert page.count('<a href="../') == 4
-    # the run without a page got one (clarena report <run>), which the link reaches
-    assert "<!DOCTYPE html>" in (study_dir / "er_seed2" / "results" / "report.html").read_text()
-    assert "[seed 2](../er_seed2/results/report.html)" in markdown
+    assert page.count('<a href="../') == 3
+    # the run without a page got one in the study's own folder, which the link reaches; nothing
+    # was written into the run
+    assert "[seed 2](./runs/er_seed2.html)" in markdown
+    assert "<!DOCTYPE html>" in (out / "runs" / "er_seed2.html").read_text()
+    assert sorted(p.name for p in (study_dir / "er_seed2" / "results").iterdir()) == [
+        "metrics.json"
+    ]
 
 
 def test_a_sweep_of_other_algorithms_is_a_study(study_dir: Path, tmp_path: Path) -> None:
@@ -155,3 +162,82 @@ def test_a_run_still_in_progress_is_left_out_and_named(study_dir: Path) -> None:
     assert {r["method"]: r["num_seeds"] for r in rows} == {"EWC": "2", "ER": "2"}
     page = (study_dir / "study_report" / "report.html").read_text()
     assert "unfinished: 2 of 5 tasks trained" in page
+
+
+def _rows(out: Path) -> list[tuple[str, str, str, str, str]]:
+    rows = csv.DictReader((out / "study.csv").open())
+    keys = ("method", "setting", "num_seeds", "seeds", "repeated_seeds")
+    return [tuple(r[k] for k in keys) for r in rows]  # type: ignore[misc]
+
+
+def test_two_settings_are_two_rows_and_a_repeated_seed_counts_once(tmp_path: Path) -> None:
+    """Issue 37 item 12: runs that differ in distillation_factor were pooled into one cell, and a
+    seed run twice counted twice. Replicates differ only in seed and paths."""
+    root = tmp_path / "runs"
+    lwf = "clarena.cl_algorithms.LwF"
+
+    def algo(factor: float) -> dict[str, object]:
+        return {"_target_": lwf, "distillation_factor": factor, "temperature": 2.0}
+
+    for name, seed, acc, factor in [
+        ("a1", 1, 0.80, 1.0),
+        ("a2", 2, 0.90, 1.0),
+        ("a2_again", 2, 0.70, 1.0),  # seed 2 repeated: counted once (the first in path order)
+        ("b1", 1, 0.60, 0.5),
+    ]:
+        run = _run(root / name, lwf, seed, acc, 0.0, 0.0, cl_algorithm=algo(factor))
+        data = json.loads((run / "results" / "metrics.json").read_text())
+        data["config"]["output_dir"] = str(run)  # paths differ between replicates
+        data["config"]["experiment_name"] = name
+        (run / "results" / "metrics.json").write_text(json.dumps(data))
+    assert report.main([str(root), "--study"]) == 0
+    out = root / "study_report"
+    assert _rows(out) == [
+        ("LwF", "distillation_factor=0.5", "1", "1", ""),
+        ("LwF", "distillation_factor=1.0", "2", "1 2", "2"),
+    ]
+    (_, counted) = csv.DictReader((out / "study.csv").open())
+    assert float(counted["average_accuracy_mean"]) == pytest.approx(0.85, abs=1e-12)
+    assert float(counted["average_accuracy_se"]) == pytest.approx(0.05, abs=1e-12)
+    page = (out / "report.html").read_text()
+    assert "<td>LwF · distillation_factor=0.5</td>" in page.replace(' class="text"', "")
+    assert f"seed 2 ({root / 'a2'}, {root / 'a2_again'})" in page
+    assert "counted once" in page
+
+
+def test_compositions_are_named_by_terms_and_not_pooled(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    composed = "clarena.cl_algorithms.Composed"
+    ce = {"_target_": "clarena.cl_algorithms.terms.CrossEntropy"}
+    ewc = {"_target_": "clarena.cl_algorithms.terms.ParameterChange", "importance": "ewc"}
+    dist = {"_target_": "clarena.cl_algorithms.terms.Distillation"}
+    for name, terms, factor in [
+        ("ewc_lwf", {"ce": ce, "ewc": ewc, "distillation": dist}, None),
+        ("lwf_bc_1", {"ce": ce, "distillation": dist}, 1.0),
+        ("lwf_bc_2", {"ce": ce, "distillation": dist}, 2.0),
+    ]:
+        algo: dict[str, object] = {"_target_": composed, "terms": terms, "buffer_seed": 7}
+        if factor is not None:
+            algo["terms"] = {**terms, "distillation": {**dist, "factor": factor}}
+        _run(root / name, composed, 1, 0.5, 0.0, 0.0, cl_algorithm=algo)
+    assert report.main([str(root), "--study"]) == 0
+    assert _rows(root / "study_report") == [
+        ("Composed(ce, distillation)", "factor=1.0", "1", "1", ""),
+        ("Composed(ce, distillation)", "factor=2.0", "1", "1", ""),
+        ("Composed(ce, ewc, distillation)", "", "1", "1", ""),
+    ]
+
+
+def test_a_run_folder_named_like_a_script_url_is_a_relative_link(tmp_path: Path) -> None:
+    """Issue 37 item 5: a run folder `javascript:alert(1)` linked from a study written next to
+    it became `href="javascript:alert(1)/…"`, a script URL."""
+    root = tmp_path / "runs"
+    _run(root / "javascript:alert(1)", "clarena.cl_algorithms.ER", 1, 0.5, 0.0, 0.0)
+    _run(root / "x?y#z", "clarena.cl_algorithms.ER", 2, 0.5, 0.0, 0.0, page=False)
+    assert report.main([str(root), "--study", "-o", str(root)]) == 0
+    page = (root / "report.html").read_text()
+    hrefs = re.findall(r'href="([^"]*)"', page)
+    assert hrefs == [
+        "./javascript%3Aalert%281%29/results/report.html",
+        "./runs/x_y_z.html",
+    ]
