@@ -73,12 +73,13 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
 def mcnemar_exact(negative_flips: int, positive_flips: int) -> float:
     """The two-sided exact McNemar p-value over the discordant pairs (module docstring).
 
-    The binomial tail is summed in log space (`math.lgamma`), so a million discordant samples
-    cost no more than a few milliseconds and no precision.
+    Up to `EXACT_UP_TO` discordant samples the binomial tail is summed in integers and divided
+    once (correctly rounded); beyond, its terms are summed as ratios of the largest one, whose
+    logarithm comes from `math.lgamma` (relative error below $10^{-9}$ up to a million samples).
 
     Example:
-        >>> round(mcnemar_exact(9, 2), 6)  # 2 * P(Bin(11, 1/2) <= 2)
-        0.065430
+        >>> mcnemar_exact(9, 2)  # 2 * P(Bin(11, 1/2) <= 2) = 2 * 67 / 2**11
+        0.0654296875
     """
     b, c = int(negative_flips), int(positive_flips)
     if b < 0 or c < 0:
@@ -86,13 +87,25 @@ def mcnemar_exact(negative_flips: int, positive_flips: int) -> float:
     n, k = b + c, min(b, c)
     if n == 0 or b == c:
         return 1.0
-    log_terms = [
-        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2)
-        for i in range(k + 1)
-    ]
-    top = max(log_terms)
-    tail = math.exp(top) * sum(math.exp(t - top) for t in log_terms)
-    return min(1.0, 2.0 * tail)
+    if n <= EXACT_UP_TO:
+        term, tail = 1, 1  # C(n, 0)
+        for i in range(k):
+            term = term * (n - i) // (i + 1)
+            tail += term
+        return min(1.0, tail / 2 ** (n - 1))
+    # the terms C(n, i) for i = k, k-1, ..., 0 relative to C(n, k), which is the largest
+    relative, ratio = 1.0, 1.0
+    for i in range(k, 0, -1):
+        ratio *= i / (n - i + 1)
+        if ratio < 1e-18:
+            break
+        relative += ratio
+    log_top = math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+    return min(1.0, math.exp(log_top - (n - 1) * math.log(2)) * relative)
+
+
+EXACT_UP_TO = 20_000
+"""Discordant samples up to which `mcnemar_exact` sums the binomial tail in integers."""
 
 
 def _plain(value: Any) -> Any:
