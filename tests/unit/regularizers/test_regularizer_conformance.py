@@ -24,12 +24,14 @@ from clarena.cl_algorithms.regularizers import (
     DistillationReg,
     FocalDistillationKLReg,
     FocalDistillationLMReg,
+    LogitDifferenceInhibitionReg,
     ParameterChangeReg,
     StrictImitationReg,
     base_loss,
     distillation_reg,
     focal_distillation_kl,
     focal_distillation_lm,
+    logit_difference_inhibition,
     new_error_dissonance,
     parameter_change_reg,
     strict_imitation_dissonance,
@@ -97,6 +99,18 @@ def ref_focal(h2, h1, y, lam, alpha, beta, t, distance):
             lp1, lp2 = _log_softmax(z1, t), _log_softmax(z2, t)
             d = sum(math.exp(a) * (a - b) for a, b in zip(lp1, lp2))
         rows.append(lam * (alpha + (beta if right else 0.0)) * d)
+    return sum(rows) / len(rows)
+
+
+def ref_ldi(student, reference, lam, k, margin, p):
+    """ELODI's LDI (Zhao et al. 2022): mean over the batch of lam * sum over the top-k classes of
+    either model of 1[|d| > margin] |d|^p / p."""
+    rows = []
+    for s, r in zip(student, reference):
+        top = set(sorted(range(len(s)), key=s.__getitem__)[-k:])
+        top |= set(sorted(range(len(r)), key=r.__getitem__)[-k:])
+        d = [abs(s[c] - r[c]) for c in top]
+        rows.append(lam * sum(v**p / p for v in d if v > margin))
     return sum(rows) / len(rows)
 
 
@@ -188,6 +202,20 @@ CASES = [
         lambda s, t, y: ref_focal(s, t, y, 0.7, 0.3, 2.0, 1.0, "lm"),
         zero_when_equal=True,
     ),
+    Case(
+        "logit_difference_inhibition[p=2]",
+        LogitDifferenceInhibitionReg(0.7, top_k=2, margin=0.3),
+        lambda s, t, y: logit_difference_inhibition(s, t, 0.7, 2, 0.3),
+        lambda s, t, y: ref_ldi(s, t, 0.7, 2, 0.3, 2.0),
+        zero_when_equal=True,
+    ),
+    Case(
+        "logit_difference_inhibition[p=1]",
+        LogitDifferenceInhibitionReg(0.7, top_k=3, p=1.0),
+        lambda s, t, y: logit_difference_inhibition(s, t, 0.7, 3, 0.0, 1.0),
+        lambda s, t, y: ref_ldi(s, t, 0.7, 3, 0.0, 1.0),
+        zero_when_equal=True,
+    ),
     # parameter change: student = params, teacher = anchors, target = importances (> 0)
     Case(
         "parameter_change[EWC]",
@@ -206,7 +234,7 @@ def _call(case: Case, fn, student, teacher, target):
     """Call a module or a functional twin; parameter-change modules take name -> tensor maps."""
     if fn is case.module and case.name.startswith("parameter_change"):
         return fn({"p": student}, {"p": teacher}, {"p": target})
-    if fn is case.module and case.name.startswith("distillation"):
+    if fn is case.module and case.name.startswith(("distillation", "logit_difference")):
         return fn(student, teacher)
     return fn(student, teacher, target)
 
