@@ -4,7 +4,9 @@ The folder goes on Hydra's search path with `clarena train --config-dir DIR ...`
 of its own for a group (`cl_algorithm/er_big_buffer.yaml`) and a complete experiment that uses it
 (`experiment/my_er_cil.yaml`); add files next to them in the same group folders (`cl_dataset/`,
 `backbone/`, `cl_algorithm/`, `optimizer/`, `trainer/`, `logger/`, `callbacks/`, `experiment/`).
-The repository's `example_configs/` is exactly what this command writes.
+The repository's `example_configs/` is exactly what this command writes. A folder that already
+holds anything is refused (`--force` writes the starter files next to what is there); an existing
+file is never overwritten.
 """
 
 from __future__ import annotations
@@ -63,15 +65,28 @@ FILES: dict[str, str] = {
 }
 
 
-def write_starter(folder: Path) -> list[Path]:
-    """Write the starter files into `folder`; refuse to overwrite any existing file.
+def write_starter(folder: Path, force: bool = False) -> list[Path]:
+    """Write the starter files into `folder`, which must be new or empty unless `force`; refuse
+    to overwrite any existing file.
 
     Returns:
         The paths written.
 
     Raises:
-        FileExistsError: If one of the files already exists (nothing is written then).
+        FileExistsError: If `folder` holds anything (without `force`), is a file, or one of the
+            files already exists (nothing is written then).
     """
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{folder} is a file; choose a new folder (clarena init other_folder)")
+    entries = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    if entries and not force:
+        shown = ", ".join(entries[:3]) + (", …" if len(entries) > 3 else "")
+        raise FileExistsError(
+            f"{folder} is not empty ({len(entries)} entr{'y' if len(entries) == 1 else 'ies'}: "
+            f"{shown}); choose a new folder "
+            "(clarena init other_folder), or add --force to write the starter files next to "
+            "them (no existing file is overwritten)"
+        )
     targets = {folder / rel: text for rel, text in FILES.items()}
     existing = [str(p) for p in targets if p.exists()]
     if existing:
@@ -88,9 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `clarena init`; returns the exit code."""
     parser = argparse.ArgumentParser(prog="clarena init", description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", default="clarena_configs", type=Path)
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a folder that already holds files (existing files are kept)",
+    )
     args = parser.parse_args(argv)
     try:
-        written = write_starter(args.folder)
+        written = write_starter(args.folder, force=args.force)
     except FileExistsError as exc:
         print(f"clarena init: error: {exc}", file=sys.stderr)
         return 2
