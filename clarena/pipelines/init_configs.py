@@ -77,7 +77,9 @@ def write_starter(folder: Path, force: bool = False) -> list[Path]:
             files already exists (nothing is written then).
     """
     if folder.exists() and not folder.is_dir():
-        raise FileExistsError(f"{folder} is a file; choose a new folder (clarena init other_folder)")
+        raise FileExistsError(
+            f"{folder} is a file; choose a new folder (clarena init other_folder)"
+        )
     entries = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     if entries and not force:
         shown = ", ".join(entries[:3]) + (", …" if len(entries) > 3 else "")
