@@ -69,6 +69,36 @@ def _available() -> dict[str, tuple[str, str]]:
     return {name: entry for name, entry in COMMANDS.items() if _installed(entry[0])}
 
 
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def broken_install_message(exc: BaseException) -> str | None:
+    """One line for a torch or torchvision that fails to import (two builds that do not match,
+    e.g. "operator torchvision::nms does not exist"), naming both versions and the fix; None for
+    any other error."""
+    text = str(exc)
+    missing = isinstance(exc, ImportError) and exc.name in {"torch", "torchvision"}
+    if "torchvision::" not in text and not missing:
+        return None
+    torch_v, vision_v = _version("torch"), _version("torchvision")
+    first = text.splitlines()[0] if text else type(exc).__name__
+    pair = "torch torchvision"
+    major, _, rest = torch_v.partition(".")
+    minor = rest.split(".")[0]
+    if major == "2" and minor.isdigit():  # torchvision 0.(m+15) is built for torch 2.m
+        pair = f"'torch=={torch_v.split('+')[0]}' 'torchvision==0.{int(minor) + 15}.*'"
+    return (
+        f"PyTorch does not import ({first}): torch {torch_v} with torchvision {vision_v} are "
+        f"builds that do not match; install a matching pair: pip install {pair}"
+    )
+
+
 def _usage() -> str:
     lines = ["usage: clarena <command> [args]", "", "commands:"]
     lines += [f"  {name:<8} {help_}" for name, (_, help_) in _available().items()]
@@ -101,12 +131,18 @@ def main(argv: list[str] | None = None) -> int:
         known = ", ".join(available)
         print(f"clarena: unknown command {name!r}; choose one of: {known}", file=sys.stderr)
         return 2
-    module = importlib.import_module(available[name][0])
     try:
+        module = importlib.import_module(available[name][0])
         return int(module.main(rest) or 0)
     except BrokenPipeError:  # output piped into a reader that closed early, e.g. `| head`
         sys.stderr.close()
         return 0
+    except (ImportError, RuntimeError) as exc:
+        message = broken_install_message(exc)
+        if message is None:
+            raise
+        print(f"clarena: error: {message}", file=sys.stderr)
+        return 2
     finally:
         if argv is None:  # the console script: the process ends here, so spare the interpreter's
             gc.freeze()  # final collection the walk over every imported object (~1 s with torch)

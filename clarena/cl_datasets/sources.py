@@ -46,6 +46,7 @@ class SourceData:
         test_x: uint8 test images `(M, C, H, W)`.
         test_y: int64 test classes `(M,)`.
         num_classes: the number of classes.
+        class_names: one name per class, for reports (`None`: the source has none of its own).
     """
 
     name: str
@@ -54,8 +55,14 @@ class SourceData:
     test_x: torch.Tensor
     test_y: torch.Tensor
     num_classes: int
+    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.class_names is not None and len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"{self.name}: {len(self.class_names)} class names for {self.num_classes} "
+                "classes: give one name a class"
+            )
         for split, x, y in (
             ("train", self.train_x, self.train_y),
             ("test", self.test_x, self.test_y),
@@ -117,9 +124,6 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
             f"{path}: {table.shape[1]} columns, not 64 pixels and a class; "
             "reinstall scikit-learn (pip install --force-reinstall scikit-learn)"
         )
-    from clarena.metrics.provenance import record_read
-
-    record_read("sklearn")  # the data is scikit-learn's: its version goes into the provenance
     return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(int)
 
 

@@ -4,8 +4,8 @@
   from its resolved config; `identity_line` writes them on one line for titles.
 - `collect(task_times)`: the provenance stored in `metrics.json` under `provenance`: clarena's
   version and git commit (with a dirty flag, when clarena runs from a git checkout), the versions
-  of Python, torch, lightning, hydra-core and of the optional libraries the process imported (or
-  read a data file of, `record_read`), the device (GPU name, else CPU model), the wall time of
+  of Python, torch, lightning, hydra-core and of the optional libraries installed beside them
+  (the same for a fresh and a resumed run of one environment), the device (GPU name, else CPU model), the wall time of
   every task and in total, the command line, and when the file was written.
 - `label_names(datamodule)` / `label_names_from_config(config)`: a name for every label of the
   run's label space, from the class names of the source (`clarena.metrics.class_names`).
@@ -58,7 +58,7 @@ CORE_LIBRARIES: tuple[str, ...] = (
     "numpy",
 )
 
-#: Optional libraries, recorded when the process imported them: module -> distributions to try.
+#: Optional libraries, recorded when installed: module -> distributions to try.
 OPTIONAL_LIBRARIES: dict[str, tuple[str, ...]] = {
     "torchvision": ("torchvision",),
     "sklearn": ("scikit-learn",),
@@ -213,27 +213,19 @@ def _version(distributions: tuple[str, ...]) -> str | None:
     return None
 
 
-_READ_WITHOUT_IMPORT: set[str] = set()
-
-
-def record_read(module: str) -> None:
-    """Record the optional library `module` (a key of `OPTIONAL_LIBRARIES`) as used by this
-    process although it was never imported: a data file of its package was read directly (the
-    digits source reads scikit-learn's `digits.csv.gz`), so its version belongs in the record."""
-    if module not in OPTIONAL_LIBRARIES:
-        raise KeyError(f"{module!r} is not one of OPTIONAL_LIBRARIES; add it there first")
-    _READ_WITHOUT_IMPORT.add(module)
-
-
 def library_versions() -> dict[str, str | None]:
-    """Python, the core libraries, and the optional libraries this process imported (or read a
-    data file of, `record_read`)."""
+    """Python, the core libraries, and the optional libraries installed in this environment.
+
+    What is installed, not what this process happened to import: a resumed run imports less
+    than a fresh one (no data reader, no plotting before its first task), and its record must
+    be the same."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for dist in CORE_LIBRARIES:
         versions[dist] = _version((dist,))
-    for module, dists in OPTIONAL_LIBRARIES.items():
-        if module in sys.modules or module in _READ_WITHOUT_IMPORT:
-            versions[dists[0]] = _version(dists)
+    for dists in OPTIONAL_LIBRARIES.values():
+        found = _version(dists)
+        if found is not None:
+            versions[dists[0]] = found
     return versions
 
 

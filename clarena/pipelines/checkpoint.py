@@ -67,7 +67,11 @@ def safe_load(path: Path) -> Any:
     """
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (FileNotFoundError, PermissionError, IsADirectoryError):
+    except IsADirectoryError:
+        raise CheckpointError(
+            f"the checkpoint {path} is a folder, not a file; pass the .pt file inside it"
+        ) from None
+    except (FileNotFoundError, PermissionError):
         raise
     except Exception as exc:  # a truncated zip raises OSError(EINVAL) from torch's reader
         with open(path, "rb") as handle:
@@ -198,7 +202,8 @@ def save_task_checkpoint(
 
 
 def load_task_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint written by `save_task_checkpoint`, checking its format."""
+    """Read a checkpoint written by `save_task_checkpoint`, checking its format and, for a file
+    named `after_task_<t>.pt`, that it holds task $t$ (not a copy of another task's file)."""
     state = safe_load(path)
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         found = state.get("format_version") if isinstance(state, dict) else type(state).__name__
@@ -207,4 +212,31 @@ def load_task_checkpoint(path: Path) -> dict[str, Any]:
             f"(found {found!r}); "
             "it was written by another clarena version: re-run the experiment"
         )
+    named = _TASK_FILE.match(Path(path).name)
+    if named and state.get("task_id") != int(named.group(1)):
+        raise CheckpointError(
+            f"{path} holds the state after task {state.get('task_id')!r}, not after task "
+            f"{named.group(1)} as its name says (a copied or renamed file); restore the right "
+            "file, or delete it and the later ones to resume from the task before"
+        )
     return state
+
+
+def check_task_checkpoints(run_dir: Path, digest: str) -> list[int]:
+    """Read the checkpoint of every finished task of `run_dir` before anything is built: each
+    must be readable, hold its own task and have been written with the `config.yaml` whose
+    SHA-256 is `digest`. Returns the finished tasks.
+
+    Raises:
+        CheckpointError: One line naming the file and what to do.
+    """
+    done = finished_tasks(run_dir)
+    for task_id in done:
+        path = task_checkpoint_path(run_dir, task_id)
+        found = load_task_checkpoint(path).get("config_digest")
+        if found and found != digest:
+            raise CheckpointError(
+                f"{run_dir / 'config.yaml'} was changed after {path.name} was written, so the "
+                "run cannot be rebuilt as it was: restore the config, or start a new run"
+            )
+    return done

@@ -39,6 +39,9 @@ PASSED_BY_PIPELINE = {
     "trainer": ("logger", "callbacks", "plugins", "enable_checkpointing"),
 }
 
+#: Keys of a group's node that the pipeline reads itself and does not pass to its `_target_`.
+READ_BY_PIPELINE = {"trainer": ("checkpoint_every_minutes", "checkpoint_every_n_steps")}
+
 
 def searchpath_override(config_dirs: Sequence[str]) -> list[str]:
     """The override that puts the user's config folders on Hydra's search path."""
@@ -214,7 +217,7 @@ def check_target_node(node: DictConfig, where: str, passed: Sequence[str] = ()) 
     takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     for key in node:
         key = str(key)
-        if key.startswith("_") and key.endswith("_"):
+        if (key.startswith("_") and key.endswith("_")) or key in READ_BY_PIPELINE.get(where, ()):
             continue
         if key in passed:
             raise ConfigError(
@@ -284,6 +287,28 @@ def _check_top_level(cfg: DictConfig) -> None:
             )
 
 
+def _check_resolves(cfg: DictConfig) -> None:
+    """Refuse a config whose interpolations name a key that does not exist (`seed=${nope}`) or
+    do not parse; the `hydra` node and resolvers only Hydra's runtime knows are left alone."""
+    from omegaconf.errors import GrammarParseError, InterpolationKeyError
+
+    for key in cfg:
+        if key == "hydra":
+            continue
+        try:
+            value = cfg[key]
+            if isinstance(value, (DictConfig, ListConfig)):
+                OmegaConf.to_container(value, resolve=True)
+        except (InterpolationKeyError, GrammarParseError) as exc:
+            first = str(exc).splitlines()[0]
+            raise ConfigError(
+                f"{key} does not resolve ({first}); fix the interpolation ${{...}}: it must name "
+                "an existing key, e.g. seed=1 or seed=${another.key}"
+            ) from None
+        except Exception:  # a resolver only Hydra's runtime provides (${hydra:...}): later
+            continue
+
+
 MAX_SEED = 2**32 - 1
 """The largest seed numpy's generators accept."""
 
@@ -314,6 +339,15 @@ def _check_budget(cfg: DictConfig) -> None:
         isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks <= 0
     ):
         raise ConfigError(f"cl_dataset.num_tasks={num_tasks!r}: use a positive integer")
+    devices = trainer.get("devices", "auto")
+    no_device = isinstance(devices, ListConfig) and len(devices) == 0
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        no_device = devices == 0 or devices < -1
+    if no_device:
+        raise ConfigError(
+            f"trainer.devices={devices!r} runs on no device: use a positive number of devices "
+            "(processes), -1 for all, or auto"
+        )
     accelerator = str(trainer.get("accelerator", "auto"))
     if accelerator in {"gpu", "cuda"}:
         import torch
@@ -323,6 +357,30 @@ def _check_budget(cfg: DictConfig) -> None:
                 f"trainer.accelerator={accelerator} but this machine has no CUDA GPU: use "
                 "trainer=cpu (or trainer.accelerator=auto)"
             )
+
+
+def _check_optimizer(node: DictConfig) -> None:
+    """Build the optimizer once over a stand-in parameter, so that its own argument checks
+    (`lr=-1`, `lr=nan`, `lr=abc`, betas out of range) refuse the config before a folder exists."""
+    import torch
+    from hydra.utils import instantiate
+
+    from clarena.pipelines.errors import one_line
+
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    try:
+        if node.get("_partial_", False):
+            instantiate(node)(params)
+        else:
+            instantiate(node, params=params)
+    except Exception as exc:  # ValueError / TypeError from the optimizer's own checks
+        settings = ", ".join(
+            f"{k}={v!r}" for k, v in node.items() if not str(k).startswith("_") and k != "params"
+        )
+        raise ConfigError(
+            f"optimizer {node._target_} refuses its arguments ({one_line(exc)}; given {settings}):"
+            " fix the value, e.g. optimizer.lr=0.001"
+        ) from None
 
 
 def check_scenario_support(cfg: DictConfig) -> None:
@@ -397,10 +455,12 @@ def validate_config(cfg: DictConfig, build: bool = True) -> None:
     key = validation_key(cfg)
     if _VALIDATED.get(key, False) or (key in _VALIDATED and not build):
         return
+    _check_resolves(cfg)
     _check_top_level(cfg)
     for group in REQUIRED_GROUPS:
         check_target_node(cfg[group], group, PASSED_BY_PIPELINE.get(group, ()))
     check_scenario_support(cfg)
+    _check_optimizer(cfg.optimizer)
     if build:
         dry_build(cfg)
     for name, node in callback_nodes(cfg).items():

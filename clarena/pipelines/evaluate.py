@@ -126,13 +126,26 @@ def main(argv: list[str] | None = None) -> int:
     if output.exists() and any(output.iterdir()):
         print(f"{PROG}: error: {output} is not empty; choose a new --output", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from clarena.pipelines.errors import ConfigError
-    from clarena.pipelines.run_folder import load_run_config, lock_run_folder
+    from clarena.pipelines.errors import ClarenaError
+    from clarena.pipelines.run_folder import (
+        config_digest,
+        load_run_config,
+        lock_run_folder,
+        writable_parent,
+    )
 
     try:
-        lock_run_folder(run_dir)
+        if not writable_parent(output):
+            raise ClarenaError(
+                f"cannot write the results into {output}: the disk or folder is read-only; "
+                "pass -o <a folder you can write to>"
+            )
+        lock_run_folder(run_dir, read_only_ok=True)
         load_run_config(run_dir, trust=args.trust_config)  # refuse before anything is built
-    except ConfigError as exc:
+        from clarena.pipelines.checkpoint import check_task_checkpoints
+
+        check_task_checkpoints(run_dir, config_digest(run_dir))
+    except ClarenaError as exc:  # ConfigError, CheckpointError
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     logging.basicConfig(level=logging.WARNING, format="%(message)s")

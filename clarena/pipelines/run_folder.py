@@ -17,9 +17,9 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
-import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -36,16 +36,6 @@ LOCK_FILE = ".clarena.lock"
 HOUSEKEEPING = frozenset({LOCK_FILE, ".hydra", "train.log"})
 """What a run writes before its `config.yaml`: a folder holding only these never started."""
 
-ALLOWED_TARGETS = (
-    "clarena.",
-    "torch.optim.",
-    "lightning.pytorch.loggers.",
-    "lightning.pytorch.callbacks.",
-    "lightning.pytorch.Trainer",
-    "lightning.pytorch.trainer.trainer.Trainer",
-)
-"""Prefixes of the `_target_`s a run folder may name without `--trust-config` (classes only)."""
-
 _held: dict[Path, int] = {}
 
 
@@ -53,8 +43,13 @@ class RunFolderBusy(ConfigError):
     """Another process holds the run folder's lock."""
 
 
-def lock_run_folder(run_dir: Path) -> None:
+def lock_run_folder(run_dir: Path, read_only_ok: bool = False) -> None:
     """Take the exclusive lock of `run_dir` for the rest of this process (idempotent).
+
+    Args:
+        run_dir: The run folder (created if missing).
+        read_only_ok: For readers (`clarena eval`): an existing folder on a read-only disk, or one
+            this user cannot write, is used without the lock (no one can write into it anyway).
 
     Raises:
         RunFolderBusy: Another process is running in the folder.
@@ -67,16 +62,47 @@ def lock_run_folder(run_dir: Path) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as exc:
+        unwritable = exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+        if read_only_ok and unwritable and run_dir.is_dir():
+            return
         raise ConfigError(describe_os_error(exc, "cannot create the run folder:")) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
+        holder = lock_holder(run_dir)
+        who = f"process {holder}" if holder else "another clarena process"
         raise RunFolderBusy(
-            f"{run_dir} is in use by another clarena process (train, resume or eval); wait for "
-            "it to end, or choose another output_dir"
+            f"{run_dir} is in use by {who} (clarena train, resume or eval); wait for it to "
+            "end, or choose another output_dir"
         ) from None
     _held[run_dir] = fd  # the file stays empty: `clarena eval` must leave a run folder unchanged
+
+
+def lock_holder(run_dir: Path) -> int | None:
+    """The process id holding the lock of `run_dir` (from Linux's `/proc/locks`), or None when
+    no process holds it or it cannot be told."""
+    try:
+        inode = os.stat(Path(run_dir) / LOCK_FILE).st_ino
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:  # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5].endswith(f":{inode}"):
+            try:
+                return int(fields[4])
+            except ValueError:
+                return None
+    return None
+
+
+def writable_parent(path: Path) -> bool:
+    """Whether `path`, or the nearest folder above it that exists, can be written to."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return os.access(path, os.W_OK)
 
 
 def unlock_run_folder(run_dir: Path) -> None:
@@ -115,55 +141,25 @@ def relocatable(plain: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     return out
 
 
-def _targets(node: Any, where: str = "") -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = []
-    if isinstance(node, dict):
-        target = node.get("_target_")
-        if target is not None:
-            found.append((where or "<root>", str(target)))
-        for key, value in node.items():
-            found += _targets(value, f"{where}.{key}" if where else str(key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            found += _targets(value, f"{where}[{i}]")
-    return found
-
-
-def check_targets(config: dict[str, Any], source: Path) -> None:
-    """Refuse any `_target_` of `config` outside `ALLOWED_TARGETS` or that is not a class.
-
-    Raises:
-        ConfigError: One line naming the key, the target and `--trust-config`.
-    """
-    from clarena.pipelines.config import import_target
-
-    for where, target in _targets(config):
-        allowed = target.startswith(ALLOWED_TARGETS)
-        if allowed:
-            try:
-                allowed = inspect.isclass(import_target(target, where))
-            except ConfigError:
-                allowed = False
-        if not allowed:
-            raise ConfigError(
-                f"{source} sets {where}._target_ to {target!r}, which is not one of clarena's "
-                "components, a torch.optim class or a Lightning logger/callback; a run folder is "
-                "data and must not run code: pass --trust-config only if you wrote this config"
-            )
-
-
 def load_run_config(run_dir: Path, trust: bool = False) -> Any:
-    """Read `run_dir/config.yaml` as a DictConfig rooted at `run_dir`, checked for safety.
+    """Read `run_dir/config.yaml` as a DictConfig rooted at `run_dir`, checked for safety
+    (`clarena.pipelines.received`): no symbolic link in the folder, no alias bomb, no resolver,
+    references resolved once, then (unless `trust`) every `_target_` on the allow-list and every
+    path of a logger or callback inside the folder.
 
     Raises:
-        ConfigError: The file is missing, not YAML, not a mapping, or names a forbidden target.
+        ConfigError: The file is missing, not YAML, not a mapping, or fails one of the checks.
     """
     import yaml
     from omegaconf import OmegaConf
 
-    path = Path(run_dir) / CONFIG_FILE
+    from clarena.pipelines import received
+
+    run_dir = Path(run_dir).absolute()
+    path = run_dir / CONFIG_FILE
+    received.check_no_symlinks(run_dir)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = received.read_yaml(path)
     except OSError as exc:
         raise ConfigError(describe_os_error(exc, "cannot read")) from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -176,7 +172,10 @@ def load_run_config(run_dir: Path, trust: bool = False) -> Any:
         raise ConfigError(
             f"{path} is {kind}, so it is not a clarena run config; restore it, or start a new run"
         )
+    received.refuse_resolvers(data, path)
+    data["output_dir"] = str(run_dir)
+    plain = received.resolve_received(data, path)
     if not trust:
-        check_targets(data, path)
-    data["output_dir"] = str(Path(run_dir).absolute())
-    return OmegaConf.create(data)
+        received.check_targets(plain, path)
+        received.check_paths_inside(plain, run_dir, path)
+    return OmegaConf.create(plain)

@@ -158,15 +158,34 @@ def _fresh_output_dir(resolved: str, explicit: bool) -> Path:
     if not taken(path):
         return path
     if explicit:
-        raise ConfigError(
-            f"output_dir {str(path)!r} already holds files; choose a new folder "
-            f"(a finished run is never overwritten), or continue an interrupted run with "
-            f"resume={path}"
-        )
+        raise ConfigError(_taken_message(path))
     n = 2
     while taken(path.with_name(f"{path.name}_{n}")):
         n += 1
     return path.with_name(f"{path.name}_{n}")
+
+
+def _taken_message(path: Path) -> str:
+    """Why the folder `output_dir` names cannot take a new run, and what to do instead."""
+    from clarena.pipelines.run_folder import CONFIG_FILE, LOCK_FILE, lock_holder
+
+    if not path.is_dir():
+        return f"output_dir {str(path)!r} is a file, not a folder; choose a new folder"
+    holder = lock_holder(path) if (path / LOCK_FILE).is_file() else None
+    if holder is not None:
+        return (
+            f"output_dir {str(path)!r} is in use by process {holder} (a clarena run); wait for "
+            "it to end, or choose a new folder"
+        )
+    if (path / CONFIG_FILE).is_file():
+        return (
+            f"output_dir {str(path)!r} already holds a run; choose a new folder (a run is never "
+            f"overwritten), or continue it if it was interrupted: {PROG} resume={path}"
+        )
+    return (
+        f"output_dir {str(path)!r} already holds files that are not a clarena run; choose a new "
+        "folder"
+    )
 
 
 def prepare(overrides: list[str], multirun: bool) -> tuple[list[str], Any]:
@@ -360,6 +379,7 @@ def resume_run(run_dir_arg: str, trust: bool = False) -> int:
     from clarena.pipelines import checkpoint as ckpt
     from clarena.pipelines.run_folder import (
         CONFIG_FILE,
+        config_digest,
         load_run_config,
         lock_run_folder,
         never_started,
@@ -382,7 +402,7 @@ def resume_run(run_dir_arg: str, trust: bool = False) -> int:
     try:
         lock_run_folder(run_dir)
         cfg = load_run_config(run_dir, trust=trust)
-        done = ckpt.finished_tasks(run_dir)
+        done = ckpt.check_task_checkpoints(run_dir, config_digest(run_dir))
         if done:
             state = ckpt.load_task_checkpoint(ckpt.task_checkpoint_path(run_dir, done[-1]))
             if done[-1] >= int(state["num_tasks"]):

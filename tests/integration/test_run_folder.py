@@ -71,12 +71,13 @@ def test_a_second_process_on_a_running_folder_is_refused(tmp_path: Path) -> None
         while not (run / "config.yaml").is_file():
             assert first.poll() is None
             time.sleep(0.1)
+        in_use = f"in use by process {first.pid}"
         second = clarena("train", *TINY, f"output_dir={run}", cwd=tmp_path)
-        _one_line_error(second, 2, str(run))
+        _one_line_error(second, 2, str(run), in_use)
         resumed = clarena("train", f"resume={run}", cwd=tmp_path)
-        _one_line_error(resumed, 2, str(run), "in use by another clarena process")
+        _one_line_error(resumed, 2, str(run), in_use)
         evaluated = clarena("eval", str(run), cwd=tmp_path)
-        _one_line_error(evaluated, 2, "in use by another clarena process")
+        _one_line_error(evaluated, 2, in_use)
     finally:
         first.kill()
         first.wait()
@@ -85,7 +86,7 @@ def test_a_second_process_on_a_running_folder_is_refused(tmp_path: Path) -> None
 def test_hydra_run_dir_cannot_overwrite_a_finished_run(finished: Path, tmp_path: Path) -> None:
     before = snapshot(finished)
     proc = clarena("train", *TINY, f"hydra.run.dir={finished}", cwd=tmp_path)
-    _one_line_error(proc, 2, str(finished), "already holds files")
+    _one_line_error(proc, 2, str(finished), "already holds a run")
     assert snapshot(finished) == before
 
 

@@ -63,7 +63,7 @@ def test_an_existing_run_folder_is_never_written_into(
     before = _snapshot(finished_run)
     assert train.main([f"output_dir={finished_run}"]) == 2
     err = capsys.readouterr().err.strip()
-    assert f"output_dir '{finished_run}' already holds files; choose a new folder" in err
+    assert f"output_dir '{finished_run}' already holds a run; choose a new folder" in err
     assert f"resume={finished_run}" in err
     assert _snapshot(finished_run) == before
 
