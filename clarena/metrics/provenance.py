@@ -5,8 +5,8 @@
 - `collect(task_times)`: the provenance stored in `metrics.json` under `provenance`: clarena's
   version and git commit (with a dirty flag, when clarena runs from a git checkout), the versions
   of Python, torch, lightning, hydra-core and of the optional libraries installed beside them
-  (the same for a fresh and a resumed run of one environment), the device (GPU name, else CPU model), the wall time of
-  every task and in total, the command line, and when the file was written.
+  (the same for a fresh and a resumed run of one environment), the device (GPU name, else CPU
+  model), the wall time of every task and in total, the command line, and when the file was written.
 - `label_names(datamodule)` / `label_names_from_config(config)`: a name for every label of the
   run's label space, from the class names of the source (`clarena.metrics.class_names`).
 
