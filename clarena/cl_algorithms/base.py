@@ -318,8 +318,7 @@ class CLAlgorithm(LightningModule):
         self.heads.load_state_dict(state["heads"])
         self._set_h1(None)
         if state["h1"] is not None:
-            heads = type(self.heads)(self.heads.in_features)
-            heads.scenario = self.heads.scenario
+            heads = self.heads.blank()
             for t, n in sorted(state["h1"]["heads_classes"].items()):
                 heads.setup_task(int(t), int(n))
             backbone = copy.deepcopy(self.backbone)

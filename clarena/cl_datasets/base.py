@@ -8,7 +8,9 @@ Label spaces (task $t$ holds the classes $c_{t,0}, \\dots, c_{t,C_t-1}$ in its o
 
 - TIL and DIL: $y = i$ for class $c_{t,i}$ (with the task id handed to the model in TIL); for
   permuted and rotated tasks the classes are $0..K-1$ in order, so $y$ is the original class;
-- CIL: $y = \\sum_{s<t} C_s + i$, one growing label space;
+- CIL: $y = \\sum_{s<t} C_s + i$, one growing label space; the head has a logit for every class
+  seen so far (`active_classes="all_so_far"`) or for every class of the sequence from the first
+  task on (`"all"`, the units of later classes trained as negatives before their task);
 - DataIL: $y$ is the original class.
 """
 
@@ -28,6 +30,10 @@ from clarena.cl_datasets.paths import default_data_root, resolve_data_root
 from clarena.cl_datasets.sources import SourceData, source_info
 from clarena.cl_datasets.transforms import BatchTransform, PixelPermutation, Rotation, channel_stats
 from clarena.core.scenarios import SCENARIOS
+
+
+ACTIVE_CLASSES: tuple[str, ...] = ("all_so_far", "all")
+"""The values of `CLDataset`'s `active_classes`."""
 
 
 class CLDataset(LightningDataModule):
@@ -55,6 +61,7 @@ class CLDataset(LightningDataModule):
         cumulative: bool = False,
         drop_last: bool = False,
         device: str | torch.device | None = None,
+        active_classes: str = "all_so_far",
     ) -> None:
         """Check the settings; no file is read until the data is needed.
 
@@ -77,6 +84,9 @@ class CLDataset(LightningDataModule):
             cumulative: training serves all tasks `1..t` (also per call of `setup_task`).
             drop_last: drop the last incomplete training batch.
             device: where data and batches live (default: the trainer's device, else CPU).
+            active_classes: CIL's output units: `"all_so_far"` (the classes of tasks `1..t`) or
+                `"all"` (every class of the sequence from task 1, see `head_outputs`); the other
+                scenarios' heads do not depend on it.
         """
         super().__init__()
         if scenario not in SCENARIOS:
@@ -85,6 +95,11 @@ class CLDataset(LightningDataModule):
             raise ValueError(
                 f"{type(self).__name__} does not support scenario {scenario!r}: choose one of "
                 f"{', '.join(self.supported_scenarios)}"
+            )
+        if active_classes not in ACTIVE_CLASSES:
+            raise ValueError(
+                f"active_classes={active_classes!r} is not a choice: use "
+                + " or ".join(ACTIVE_CLASSES)
             )
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if not isinstance(value, int) or value < 1:
@@ -113,6 +128,8 @@ class CLDataset(LightningDataModule):
         self.normalize_mean, self.normalize_std = normalize_mean, normalize_std
         self.test_all_tasks, self.cumulative, self.drop_last = test_all_tasks, cumulative, drop_last
         self.device = torch.device(device) if device is not None else None
+        self.active_classes = active_classes
+        """CIL's output units: `"all_so_far"` or `"all"`."""
         self.task_id: int | None = None
         """The current task (set by `setup_task`)."""
         self._serve_cumulative = False
@@ -175,6 +192,16 @@ class CLDataset(LightningDataModule):
         if self.scenario == "DIL":
             return max(len(c) for c in self.task_classes())
         return self.num_classes
+
+    @property
+    def head_outputs(self) -> int | None:
+        """The CIL head's width from the first task on with `active_classes="all"`: the classes of
+        the whole sequence (the reference implementation of van de Ven et al. 2022 with
+        `--active-classes=all`); `None` for a head that grows with `output_dim` (the other
+        scenarios, and CIL with `"all_so_far"`)."""
+        if self.scenario != "CIL" or self.active_classes == "all_so_far":
+            return None
+        return self.output_dim(self.num_tasks)
 
     def setup_task(self, task_id: int, cumulative: bool = False) -> None:
         """Make task `task_id` current; `cumulative=True` trains on all tasks `1..task_id`."""

@@ -53,6 +53,12 @@ class Heads(nn.Module):
         """Whether the heads can predict task `task_id` now (set up; any task for a shared head)."""
         return task_id in self.task_classes
 
+    def blank(self) -> Heads:
+        """A new head of the same kind and settings with no task set up (to load a saved one)."""
+        heads = type(self)(self.in_features)
+        heads.scenario = self.scenario
+        return heads
+
     def shared_parameters(self) -> dict[str, nn.Parameter]:
         """Parameters used by every task (what a parameter regulariser such as EWC protects);
         per-task heads are private to their task and are not included."""
@@ -148,14 +154,32 @@ class GrowingHead(Heads):
 
     `setup_task(t, n)` takes `n` = the total number of classes after task t and grows the layer,
     copying the old classes' weights and biases unchanged; task t owns columns
-    `[n_{t-1}, n_t)`.
+    `[n_{t-1}, n_t)`. With `num_outputs` the layer has that many columns from the first task on
+    (every class of the sequence active, as van de Ven et al.'s `--active-classes=all`): the
+    columns of later tasks exist, and are trained as negatives, before their task.
     """
 
     scenario = "CIL"
 
-    def __init__(self, in_features: int) -> None:
+    def __init__(self, in_features: int, num_outputs: int | None = None) -> None:
+        """Build an empty head; `setup_task` creates the layer.
+
+        Args:
+            in_features: the feature width.
+            num_outputs: the layer's least width, from the first task on (`None`: the classes
+                seen so far).
+        """
         super().__init__(in_features)
+        if num_outputs is not None and (isinstance(num_outputs, bool) or num_outputs < 1):
+            raise ValueError(f"GrowingHead: num_outputs must be positive, got {num_outputs!r}.")
+        self.num_outputs = num_outputs
         self.linear: nn.Linear | None = None
+
+    def blank(self) -> GrowingHead:
+        """A new head with the same `num_outputs` and no task set up."""
+        heads = GrowingHead(self.in_features, self.num_outputs)
+        heads.scenario = self.scenario
+        return heads
 
     def setup_task(self, task_id: int, num_classes: int) -> None:
         """Grow the layer to `num_classes` outputs (the total after task `task_id`)."""
@@ -167,24 +191,28 @@ class GrowingHead(Heads):
                     f"classes in total, got {num_classes}."
                 )
             return
-        old = self.linear
-        old_n = 0 if old is None else old.out_features
-        if num_classes < old_n:
+        seen = max(self.task_classes.values(), default=0)
+        if num_classes < seen:
             raise ValueError(
-                f"GrowingHead: the class count cannot shrink ({old_n} → {num_classes}); pass the "
+                f"GrowingHead: the class count cannot shrink ({seen} → {num_classes}); pass the "
                 "total number of classes after the task (the dataset's output_dim)."
             )
-        new = nn.Linear(self.in_features, num_classes)
-        if old is not None:
-            new = new.to(device=old.weight.device, dtype=old.weight.dtype)
-            with torch.no_grad():
-                new.weight[:old_n].copy_(old.weight)
-                new.bias[:old_n].copy_(old.bias)
-        self.linear = new
+        old = self.linear
+        old_n = 0 if old is None else old.out_features
+        width = max(num_classes, self.num_outputs or 0)
+        if old is None or width > old_n:
+            new = nn.Linear(self.in_features, width)
+            if old is not None:
+                new = new.to(device=old.weight.device, dtype=old.weight.dtype)
+                with torch.no_grad():
+                    new.weight[:old_n].copy_(old.weight)
+                    new.bias[:old_n].copy_(old.bias)
+            self.linear = new
         self.task_classes[task_id] = num_classes
 
     def forward(self, features: Tensor, task_ids: Tensor) -> Tensor:
-        """Logits over every class seen so far; `task_ids` are not needed."""
+        """Logits over every class seen so far (or all `num_outputs`); `task_ids` are not
+        needed."""
         if self.linear is None:
             raise ValueError("GrowingHead: call setup_task before forward.")
         return self.linear(features)
@@ -194,7 +222,8 @@ class GrowingHead(Heads):
         return self.task_classes.get(task_id - 1, 0), self.task_classes[task_id]
 
     def num_logits(self, task_ids: Tensor) -> Tensor:
-        """The current total number of classes, for every sample."""
+        """The layer's current width (the classes seen so far, or `num_outputs`), for every
+        sample."""
         n = 0 if self.linear is None else self.linear.out_features
         return torch.full_like(task_ids, n, dtype=torch.long)
 
@@ -242,12 +271,13 @@ class SharedHead(Heads):
         return torch.full_like(task_ids, n, dtype=torch.long)
 
 
-def make_heads(scenario: str, in_features: int) -> Heads:
+def make_heads(scenario: str, in_features: int, num_outputs: int | None = None) -> Heads:
     """Build the heads for `scenario`: `TaskHeads` (TIL), `GrowingHead` (CIL), `SharedHead` (DIL,
-    DataIL).
+    DataIL). `num_outputs` is the CIL head's width from the first task (the dataset's
+    `head_outputs`; `None`: it grows with the classes seen so far).
 
     Raises:
-        ValueError: for an unknown scenario.
+        ValueError: for an unknown scenario, or `num_outputs` outside CIL.
     """
     kinds: dict[str, type[Heads]] = {
         "TIL": TaskHeads,
@@ -257,6 +287,12 @@ def make_heads(scenario: str, in_features: int) -> Heads:
     }
     if scenario not in kinds:
         raise ValueError(f"make_heads: unknown scenario {scenario!r}; choose one of {SCENARIOS}.")
-    heads = kinds[scenario](in_features)
+    if num_outputs is not None and scenario != "CIL":
+        raise ValueError(
+            f"make_heads: num_outputs sets the CIL head's width; scenario {scenario!r} has none."
+        )
+    heads = (
+        GrowingHead(in_features, num_outputs) if scenario == "CIL" else kinds[scenario](in_features)
+    )
     heads.scenario = scenario
     return heads

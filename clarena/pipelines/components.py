@@ -44,7 +44,7 @@ def build_components(cfg: DictConfig, load_data: bool = True) -> Components:
     try:
         stage = "backbone"
         backbone = instantiate(cfg.backbone, input_shape=tuple(datamodule.input_shape))
-        heads = make_heads(cfg.scenario, backbone.output_dim)
+        heads = make_heads(cfg.scenario, backbone.output_dim, datamodule.head_outputs)
         stage = "optimizer"
         optimizer = instantiate(cfg.optimizer)
         stage = "cl_algorithm"
