@@ -10,6 +10,7 @@ runs).
     clarena docs [-o DIR]       regenerate the pdoc API documentation
     clarena init [DIR]          write a starter config directory for your own experiments
     clarena list                list the available datasets, algorithms and experiments
+    clarena compare OLD NEW     the release gate of a model update (exit 1 when a gate fails)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "docs": ("clarena.docs", "regenerate the pdoc API documentation"),
     "init": ("clarena.pipelines.init_configs", "write a starter config directory"),
     "list": ("clarena.pipelines.listing", "list datasets, algorithms and experiments"),
+    "compare": ("clarena.commands.compare", "the release gate: an update against the old model"),
 }
 
 
