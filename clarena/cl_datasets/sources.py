@@ -4,7 +4,9 @@ Each source loads into a `SourceData`: uint8 image tensors `(N, C, H, W)` and in
 for its training and test sets, held in memory. File sources use torchvision's folder layout under
 `data_root` (`MNIST/raw/`, `FashionMNIST/raw/`, `cifar-10-batches-py/`, `cifar-100-python/`) and
 torchvision's downloaders where the network allows; Fashion-MNIST is also found in Debian's
-`dataset-fashion-mnist` package (`/usr/share/datasets/fashion-mnist/`).
+`dataset-fashion-mnist` package (`/usr/share/datasets/fashion-mnist/`). A file source's
+`FileLayout` says where its files are looked for, which they are and how to place them by hand;
+`clarena data` lists it and `clarena data fetch <source>` downloads into it.
 """
 
 from __future__ import annotations
@@ -18,17 +20,15 @@ import numpy as np
 import torch
 
 from clarena.cl_datasets.formats import read_cifar_batch, read_idx
-from clarena.cl_datasets.paths import resolve_data_root
-
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-"""Where Debian's `dataset-fashion-mnist` package installs the IDX files."""
-
-_IDX_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
+from clarena.cl_datasets.paths import DEBIAN_FASHION_MNIST as DEBIAN_FASHION_MNIST
+from clarena.cl_datasets.paths import IDX_FILES as _IDX_FILES
+from clarena.cl_datasets.paths import (
+    LAYOUTS,
+    FileLayout,
+    fetch_command,
+    resolve_data_root,
 )
+from clarena.cl_datasets.paths import find_file as _find
 
 
 class DatasetNotFoundError(FileNotFoundError, ValueError):
@@ -93,6 +93,8 @@ class SourceInfo:
     load: Callable[[Path | None, bool], SourceData]
     """`load(data_root, download)`; `data_root` is already resolved (`None` for embedded data)."""
     needs_files: bool = True
+    layout: FileLayout | None = None
+    """Where its files are (None for embedded data and the user's own sources)."""
 
 
 def digits_file() -> Path | None:
@@ -147,20 +149,15 @@ def _digits(data_root: Path | None, download: bool) -> SourceData:
     )
 
 
-def _find(folder: Path, stem: str) -> Path | None:
-    for candidate in (folder / stem, folder / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def _missing_error(
-    name: str, folder: Path, files: list[str], how: str, download: bool
+    name: str, layout: FileLayout, data_root: Path, download: bool
 ) -> DatasetNotFoundError:
     why = "could not be downloaded" if download else "download=false"
     return DatasetNotFoundError(
-        f"{name} files not found ({why}): put {', '.join(files)} ({how}) "
-        f"into {str(folder)!r}, or use the cl_dataset split_digits, which needs no files"
+        f"{name} files not found ({why}): run `{fetch_command(name, data_root)}`, or put "
+        f"{', '.join(layout.missing(data_root))} ({layout.kind}) into "
+        f"{str(data_root / layout.folder)!r}, or use the cl_dataset split_digits, which needs "
+        "no files"
     )
 
 
@@ -180,52 +177,30 @@ def _load_idx_folder(name: str, folder: str, stamp: tuple[float, ...]) -> Source
     )
 
 
-def _idx_source(name: str, subfolder: str, extra: tuple[Path, ...], tv_class: str) -> Callable:
-    def load(data_root: Path | None, download: bool) -> SourceData:
-        assert data_root is not None
-        home = data_root / subfolder / "raw"
-        for folder in (home, *extra):
-            paths = [_find(folder, stem) for stem in _IDX_FILES]
-            if all(p is not None for p in paths):
-                stamp = tuple(p.stat().st_mtime for p in paths if p is not None)
-                return _load_idx_folder(name, str(folder), stamp)
-        if download:
-            try:
-                import torchvision.datasets as tvd
+def _located(name: str, layout: FileLayout, data_root: Path | None, download: bool) -> Path:
+    """The folder holding the source's files, downloaded first where missing and allowed."""
+    assert data_root is not None
+    folder = layout.found(data_root)
+    if folder is None and download and layout.download(data_root) is None:
+        folder = layout.found(data_root)
+    if folder is None:
+        raise _missing_error(name, layout, data_root, download)
+    return folder
 
-                getattr(tvd, tv_class)(str(data_root), train=True, download=True)
-            except Exception:  # any download failure means "offline"
-                pass
-            else:
-                return load(data_root, False)
-        missing = [stem for stem in _IDX_FILES if _find(home, stem) is None]
-        raise _missing_error(name, home, missing, "plain or .gz IDX files", download)
+
+def _idx_source(name: str, layout: FileLayout) -> Callable:
+    def load(data_root: Path | None, download: bool) -> SourceData:
+        folder = _located(name, layout, data_root, download)
+        stamp = tuple(p.stat().st_mtime for p in layout.paths_in(folder) if p is not None)
+        return _load_idx_folder(name, str(folder), stamp)
 
     return load
 
 
-def _cifar_source(name: str, folder: str, train: list[str], label_key: str, tv_class: str):
+def _cifar_source(name: str, layout: FileLayout, label_key: str):
     def load(data_root: Path | None, download: bool) -> SourceData:
-        assert data_root is not None
-        home = data_root / folder
-        missing = [
-            f
-            for f in [*train, "test_batch" if name == "cifar10" else "test"]
-            if not (home / f).is_file()
-        ]
-        if missing and download:
-            try:
-                import torchvision.datasets as tvd
-
-                getattr(tvd, tv_class)(str(data_root), train=True, download=True)
-            except Exception:  # any download failure means "offline"
-                pass
-            else:
-                return load(data_root, False)
-        if missing:
-            archive = "cifar-10-python.tar.gz" if name == "cifar10" else "cifar-100-python.tar.gz"
-            raise _missing_error(name, home, missing, f"extracted from {archive}", download)
-        test_file = "test_batch" if name == "cifar10" else "test"
+        home = _located(name, layout, data_root, download)
+        *train, test_file = layout.files
         parts = [read_cifar_batch(home / f, label_key) for f in train]
         test_x, test_y = read_cifar_batch(home / test_file, label_key)
         return SourceData(
@@ -242,30 +217,29 @@ def _cifar_source(name: str, folder: str, train: list[str], label_key: str, tv_c
 
 SOURCES: dict[str, SourceInfo] = {
     "digits": SourceInfo("digits", 10, (1, 8, 8), _digits, needs_files=False),
-    "mnist": SourceInfo("mnist", 10, (1, 28, 28), _idx_source("mnist", "MNIST", (), "MNIST")),
+    "mnist": SourceInfo(
+        "mnist", 10, (1, 28, 28), _idx_source("mnist", LAYOUTS["mnist"]), layout=LAYOUTS["mnist"]
+    ),
     "fashion_mnist": SourceInfo(
         "fashion_mnist",
         10,
         (1, 28, 28),
-        _idx_source("fashion_mnist", "FashionMNIST", (DEBIAN_FASHION_MNIST,), "FashionMNIST"),
+        _idx_source("fashion_mnist", LAYOUTS["fashion_mnist"]),
+        layout=LAYOUTS["fashion_mnist"],
     ),
     "cifar10": SourceInfo(
         "cifar10",
         10,
         (3, 32, 32),
-        _cifar_source(
-            "cifar10",
-            "cifar-10-batches-py",
-            [f"data_batch_{i}" for i in range(1, 6)],
-            "labels",
-            "CIFAR10",
-        ),
+        _cifar_source("cifar10", LAYOUTS["cifar10"], "labels"),
+        layout=LAYOUTS["cifar10"],
     ),
     "cifar100": SourceInfo(
         "cifar100",
         100,
         (3, 32, 32),
-        _cifar_source("cifar100", "cifar-100-python", ["train"], "fine_labels", "CIFAR100"),
+        _cifar_source("cifar100", LAYOUTS["cifar100"], "fine_labels"),
+        layout=LAYOUTS["cifar100"],
     ),
 }
 """The registry of sources by name."""
