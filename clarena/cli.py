@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "docs": ("clarena.docs", "regenerate the pdoc API documentation"),
     "init": ("clarena.pipelines.init_configs", "write a starter config directory"),
     "list": ("clarena.pipelines.listing", "list datasets, algorithms and experiments"),
+    "data": ("clarena.commands.data", "list the dataset sources and their files; fetch one"),
     "compare": ("clarena.commands.compare", "the release gate: an update against the old model"),
 }
 
