@@ -6,7 +6,10 @@
   permutation per task), `RotatedCLDataset` (one angle per task), `DataIncrementalCLDataset`
   (new samples of the same classes per task);
 - sources (`list_sources()`): `digits` (scikit-learn's 8×8 digits, embedded: works offline),
-  `mnist`, `fashion_mnist`, `cifar10`, `cifar100`, or a `SourceData` of your own tensors.
+  `mnist`, `fashion_mnist`, `cifar10`, `cifar100`; your own data at `root`: `folder` (image
+  folders), `npz` (arrays), `hf` (a Hugging Face dataset on disk); in Python `array_source`
+  (numpy arrays, tensors), `ImageFolderSource`, `DatasetSource` (any map-style `Dataset` with
+  `targets`) or `hf_source`.
 
 Data lives in memory as uint8 tensors on the training device and is normalised (and, for CIFAR,
 augmented) a batch at a time there. Batches are `(x, y, task_ids)`; tasks are numbered from 1;
@@ -31,8 +34,14 @@ Example:
     (torch.Size([32, 1, 8, 8]), torch.int64, 1)
 """
 
+from clarena.cl_datasets.arrays import array_source, load_npz
 from clarena.cl_datasets.base import SCENARIOS, CLDataset
 from clarena.cl_datasets.data_incremental import DataIncrementalCLDataset, chunk_positions
+from clarena.cl_datasets.folder import ImageFolderSource
+from clarena.cl_datasets.hf import hf_source
+from clarena.cl_datasets.images import ImageError
+from clarena.cl_datasets.indexed import DatasetSource, IndexedSource
+from clarena.cl_datasets.lazy import LazyLoader
 from clarena.cl_datasets.loader import InMemoryLoader
 from clarena.cl_datasets.paths import default_data_root, resolve_data_root
 from clarena.cl_datasets.permuted import PermutedCLDataset, task_permutations
@@ -51,22 +60,38 @@ __all__ = [
     "CLDataset",
     "DataIncrementalCLDataset",
     "DatasetNotFoundError",
+    "DatasetSource",
+    "ImageError",
+    "ImageFolderSource",
     "InMemoryLoader",
+    "IndexedSource",
+    "LazyLoader",
     "PermutedCLDataset",
     "RotatedCLDataset",
     "SourceData",
     "SplitCLDataset",
+    "array_source",
+    "arrays",
     "base",
     "chunk_positions",
     "data_incremental",
     "default_data_root",
+    "folder",
     "formats",
+    "hf",
+    "hf_source",
+    "images",
+    "indexed",
+    "lazy",
     "list_sources",
+    "load_npz",
     "load_source",
     "loader",
+    "own_sources",
     "partition",
     "paths",
     "permuted",
+    "pipeline",
     "resolve_data_root",
     "rotated",
     "sources",

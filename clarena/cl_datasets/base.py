@@ -16,7 +16,7 @@ Label spaces (task $t$ holds the classes $c_{t,0}, \\dots, c_{t,C_t-1}$ in its o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from numbers import Integral
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,13 +24,16 @@ from typing import Any, ClassVar
 import torch
 from lightning.pytorch import LightningDataModule
 
+from clarena.cl_datasets.indexed import IndexedSource
+from clarena.cl_datasets.lazy import LazyLoader, SourceImages, prepare_indexed, source_stats
 from clarena.cl_datasets.loader import InMemoryLoader
+from clarena.cl_datasets.own_sources import OWN_SOURCES, open_own_source
 from clarena.cl_datasets.partition import stratified_parts
 from clarena.cl_datasets.paths import default_data_root, resolve_data_root
+from clarena.cl_datasets.pipeline import ImagePipeline
 from clarena.cl_datasets.sources import SourceData, source_info
 from clarena.cl_datasets.transforms import BatchTransform, PixelPermutation, Rotation, channel_stats
 from clarena.core.scenarios import SCENARIOS
-
 
 ACTIVE_CLASSES: tuple[str, ...] = ("all_so_far", "all")
 """The values of `CLDataset`'s `active_classes`."""
@@ -44,7 +47,7 @@ class CLDataset(LightningDataModule):
 
     def __init__(
         self,
-        source: str | SourceData,
+        source: str | SourceData | IndexedSource,
         scenario: str,
         data_root: str | Path | None = None,
         seed: int = 0,
@@ -60,14 +63,25 @@ class CLDataset(LightningDataModule):
         test_all_tasks: bool = False,
         cumulative: bool = False,
         drop_last: bool = False,
+        root: str | Path | None = None,
+        test_fraction: float = 0.2,
+        source_options: Mapping[str, Any] | None = None,
+        transforms: Mapping[str, Any] | None = None,
+        in_memory: str | bool = "auto",
+        memory_budget_mb: float | None = None,
+        num_workers: int = 0,
+        pin_memory: bool | str = "auto",
+        persistent_workers: bool = True,
         device: str | torch.device | None = None,
         active_classes: str = "all_so_far",
     ) -> None:
         """Check the settings; no file is read until the data is needed.
 
         Args:
-            source: a source name (`digits`, `mnist`, `fashion_mnist`, `cifar10`, `cifar100`) or
-                a `SourceData` of your own.
+            source: a source name (`digits`, `mnist`, `fashion_mnist`, `cifar10`, `cifar100`),
+                your data at `root` (`folder`, `npz`, `hf`: `clarena.cl_datasets.own_sources`),
+                or in Python a `SourceData` (`array_source`) or an `IndexedSource`
+                (`ImageFolderSource`, `DatasetSource`).
             scenario: one of `supported_scenarios`.
             data_root: the data folder (`None`: `default_data_root()`); must exist if given.
             seed: seeds class orders, permutations, chunks, the validation split and shuffling.
@@ -83,6 +97,19 @@ class CLDataset(LightningDataModule):
             test_all_tasks: `test_dataloader()` covers every task (forward transfer), not `1..t`.
             cumulative: training serves all tasks `1..t` (also per call of `setup_task`).
             drop_last: drop the last incomplete training batch.
+            root: your data for the sources `folder`, `npz` and `hf` (a folder or a file).
+            test_fraction: share of every class held out as the test set of a source without
+                one (seeded, the same in every run).
+            source_options: options of the source `hf` (`image_column`, `label_column`, ...).
+            transforms: per-image v2 pipelines of a source read per image
+                (`clarena.cl_datasets.pipeline`): `{train: [...], test: [...]}`.
+            in_memory: where the images of a source read per image live: `true` (decoded once),
+                `false` (read lazily by `DataLoader` workers) or `auto` (in memory when they fit
+                `memory_budget_mb` and no `transforms.train` runs per epoch; the choice is logged).
+            memory_budget_mb: the budget of `in_memory: auto` (default: half the free memory).
+            num_workers: `DataLoader` worker processes of the lazy path (0: this process).
+            pin_memory: page-locked batches on the lazy path (`auto`: when training on CUDA).
+            persistent_workers: keep the lazy path's training workers between epochs.
             device: where data and batches live (default: the trainer's device, else CPU).
             active_classes: CIL's output units: `"all_so_far"` (the classes of tasks `1..t`) or
                 `"all"` (every class of the sequence from task 1, see `head_outputs`); the other
@@ -107,18 +134,35 @@ class CLDataset(LightningDataModule):
         if not 0.0 <= float(val_fraction) < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         if data_root is not None and str(data_root) != "":
-            root = Path(data_root).expanduser().absolute()
-            if root != default_data_root() and not root.is_dir():
-                resolve_data_root(root)  # raises the clear error
+            folder = Path(data_root).expanduser().absolute()
+            if folder != default_data_root() and not folder.is_dir():
+                resolve_data_root(folder)  # raises the clear error
+        if isinstance(source, str) and source in OWN_SOURCES:
+            source = open_own_source(source, root, test_fraction, source_options)
+        self._indexed = source if isinstance(source, IndexedSource) else None
+        self.pipeline = ImagePipeline(transforms)
+        """The per-image transforms of a source read per image."""
+        if transforms and self._indexed is None:
+            raise ValueError(
+                "transforms apply to sources read per image (folder, hf, a Dataset): use "
+                "augment, crop_padding and horizontal_flip for this source"
+            )
+        self._data: SourceData | None = None
+        self._input_shape: tuple[int, int, int] | None = None
         if isinstance(source, SourceData):
-            self._data: SourceData | None = source
+            self._data, self._input_shape = source, source.input_shape
             self.source_name, self.num_classes = source.name, source.num_classes
-            self.input_shape: tuple[int, int, int] = source.input_shape
+        elif isinstance(source, IndexedSource):
+            self.source_name, self.num_classes = source.name, source.num_classes
         else:
             info = source_info(source)
-            self._data = None
             self.source_name, self.num_classes = info.name, info.num_classes
-            self.input_shape = info.input_shape
+            self._input_shape = info.input_shape
+        self.in_memory, self.memory_budget_mb = in_memory, memory_budget_mb
+        self.num_workers, self.pin_memory = int(num_workers), pin_memory
+        self.persistent_workers = persistent_workers
+        self.loading: str = "in memory"
+        """Where the images live and why (for a source read per image: `prepare_indexed`)."""
         self.scenario = scenario
         self.data_root, self.seed, self.download = data_root, int(seed), download
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
@@ -212,6 +256,36 @@ class CLDataset(LightningDataModule):
 
     # ----------------------------------------------------------------- data
     @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """`(C, H, W)` of one model input (a source read per image is checked first)."""
+        if self._input_shape is None:
+            self._prepare_indexed()
+        assert self._input_shape is not None
+        return self._input_shape
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The names of the source's classes where it brings them (folder names, an `.npz`'s
+        `class_names`, a HF `ClassLabel`); `None` for the built-in sources."""
+        if self._indexed is not None:
+            return self._indexed.class_names
+        return self._data.class_names if self._data is not None else None
+
+    def _prepare_indexed(self) -> None:
+        assert self._indexed is not None
+        prepared = prepare_indexed(
+            self._indexed, self.pipeline, self.in_memory, self.memory_budget_mb, self.num_workers
+        )
+        self._input_shape, self._data = prepared.input_shape, prepared.data
+        self.loading = prepared.choice
+
+    def _classes(self, split: str) -> torch.Tensor:
+        """The source classes of the source's `train` (also `val`) or `test` set."""
+        held = self._data if self._data is not None else self._indexed
+        assert held is not None
+        return held.test_y if split == "test" else held.train_y
+
+    @property
     def data(self) -> SourceData:
         """The source in memory (loaded on first use)."""
         self._ensure_loaded()
@@ -234,22 +308,30 @@ class CLDataset(LightningDataModule):
         self._ensure_loaded()
 
     def _ensure_loaded(self) -> None:
-        if self._data is None:
+        if self._indexed is not None and self._input_shape is None:
+            self._prepare_indexed()
+        if self._data is None and self._indexed is None:
             info = source_info(self.source_name)
             root = resolve_data_root(self.data_root) if info.needs_files else None
             self._data = info.load(root, self.download)
         if "train" in self._pools:
             return
         train, val = stratified_parts(
-            self._data.train_y.numpy(), [1 - self.val_fraction, self.val_fraction], self.seed, 1
+            self._classes("train").numpy(), [1 - self.val_fraction, self.val_fraction], self.seed, 1
         )
         self._pools = {
             "train": torch.from_numpy(train),
             "val": torch.from_numpy(val),
-            "test": torch.arange(self._data.test_y.shape[0]),
+            "test": torch.arange(self._classes("test").shape[0]),
         }
         if self.normalize_mean is None or self.normalize_std is None:
-            mean, std = channel_stats(self._data.train_x[self._pools["train"]])
+            if self._indexed is None:
+                assert self._data is not None
+                mean, std = channel_stats(self._data.train_x[self._pools["train"]])
+            elif self._data is not None:  # a source read per image: its whole training set
+                mean, std = channel_stats(self._data.train_x)
+            else:
+                mean, std = source_stats(self._indexed, self.pipeline, self.num_workers)
         mean = list(self.normalize_mean) if self.normalize_mean is not None else mean
         std = list(self.normalize_std) if self.normalize_std is not None else std
         if len(mean) != self.input_shape[0] or len(std) != self.input_shape[0]:
@@ -286,14 +368,13 @@ class CLDataset(LightningDataModule):
         if split not in ("train", "val", "test"):
             raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
         self._ensure_loaded()
-        assert self._data is not None
         pool = self._pools[split]
-        all_classes = self._data.test_y if split == "test" else self._data.train_y
+        all_classes = self._classes(split)
         pool_classes = all_classes[pool]
         positions = self.select(task_id, split, pool_classes)
         return pool[positions], pool_classes[positions]
 
-    def _loader(self, tasks: Sequence[int], split: str) -> InMemoryLoader:
+    def _loader(self, tasks: Sequence[int], split: str) -> InMemoryLoader | LazyLoader:
         rows, labels, task_ids = [], [], []
         for t in tasks:
             task_rows, classes = self.task_samples(t, split)
@@ -305,6 +386,29 @@ class CLDataset(LightningDataModule):
             task_ids.append(torch.full_like(task_rows, t))
         assert self._transform is not None
         train = split == "train"
+        seed = self.seed * 1_000_003 + tasks[-1]
+        if self._data is None:  # the lazy path
+            assert self._indexed is not None
+            device = self._target_device()
+            images = SourceImages(
+                self._indexed, split, torch.cat(rows).numpy(), self.pipeline, train, seed
+            )
+            return LazyLoader(
+                images,
+                torch.cat(labels),
+                torch.cat(task_ids),
+                self._transform,
+                self.batch_size if train else self.eval_batch_size,
+                device,
+                train=train,
+                drop_last=self.drop_last,
+                seed=seed,
+                num_workers=self.num_workers,
+                pin_memory=device.type == "cuda"
+                if self.pin_memory == "auto"
+                else bool(self.pin_memory),
+                persistent_workers=self.persistent_workers and train,
+            )
         return InMemoryLoader(
             self._images(split),
             torch.cat(rows),
@@ -314,7 +418,7 @@ class CLDataset(LightningDataModule):
             self.batch_size if train else self.eval_batch_size,
             train=train,
             drop_last=self.drop_last,
-            seed=self.seed * 1_000_003 + tasks[-1],
+            seed=seed,
         )
 
     def _current(self) -> list[int]:
@@ -324,19 +428,19 @@ class CLDataset(LightningDataModule):
             )
         return list(range(1, self.task_id + 1)) if self._serve_cumulative else [self.task_id]
 
-    def train_dataloader(self) -> InMemoryLoader:
+    def train_dataloader(self) -> InMemoryLoader | LazyLoader:
         """Training batches of the current task (of tasks `1..t` when cumulative)."""
         return self._loader(self._current(), "train")
 
-    def val_dataloader(self) -> InMemoryLoader:
+    def val_dataloader(self) -> InMemoryLoader | LazyLoader:
         """Validation batches of the current task (of tasks `1..t` when cumulative)."""
         return self._loader(self._current(), "val")
 
-    def task_test_dataloader(self, task_id: int) -> InMemoryLoader:
+    def task_test_dataloader(self, task_id: int) -> InMemoryLoader | LazyLoader:
         """Test batches of any one task."""
         return self._loader([task_id], "test")
 
-    def test_dataloader(self) -> list[InMemoryLoader]:
+    def test_dataloader(self) -> list[InMemoryLoader | LazyLoader]:
         """Test loaders of tasks `1..t` (all with `test_all_tasks`); index `i` ↔ task `i+1`."""
         last = self.num_tasks if self.test_all_tasks else self._current()[-1]
         return [self.task_test_dataloader(t) for t in range(1, last + 1)]
@@ -347,6 +451,7 @@ class CLDataset(LightningDataModule):
             "source": self.source_name,
             "construction": type(self).__name__,
             "scenario": self.scenario,
+            "loading": self.loading,
             "num_tasks": self.num_tasks,
             "classes_of_task": {
                 t: list(self.classes_of_task(t)) for t in range(1, self.num_tasks + 1)

@@ -71,79 +71,26 @@ class EpochSampler:
         return torch.randperm(self.num_samples, generator=generator)
 
 
-class InMemoryLoader:
-    """Batches `(x float32 (B,C,H,W), y int64 (B,), task_ids int64 (B,))` from in-memory tensors."""
+class EpochBatches:
+    """The batches of one epoch as positions: the seeded order, its DDP shard, the batch sizes.
+
+    Shared by the in-memory and the lazy loader, so both cut an epoch, and shard it across ranks,
+    the same way (see the module's docstring).
+    """
 
     def __init__(
-        self,
-        images: torch.Tensor,
-        index: torch.Tensor,
-        labels: torch.Tensor,
-        task_ids: torch.Tensor,
-        transform: BatchTransform,
-        batch_size: int,
-        train: bool = False,
-        drop_last: bool = False,
-        seed: int = 0,
+        self, num_samples: int, batch_size: int, train: bool, drop_last: bool, seed: int
     ) -> None:
-        """Build a loader over `images[index]`.
-
-        Args:
-            images: uint8 `(M, C, H, W)`, the whole source split, on the device batches should use.
-            index: int64 `(N,)` rows of `images` that make up this loader's samples.
-            labels: int64 `(N,)` labels in the scenario's label space.
-            task_ids: int64 `(N,)` the task of each sample (from 1).
-            transform: turns uint8 batches into model inputs.
-            batch_size: samples per batch (positive).
-            train: shuffle every epoch, augment, and pad shards under DDP; else a fixed order.
-            drop_last: drop a last incomplete batch (training only).
-            seed: the seed of the shuffling and augmentation.
-        """
+        """Store the settings (`train`: shuffle every epoch and pad shards under DDP)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-        if not (index.shape == labels.shape == task_ids.shape and index.dim() == 1):
-            raise ValueError("index, labels and task_ids must be 1-D tensors of one length")
-        device = images.device
-        self.images = images
-        self.index = index.to(device)
-        self.labels = labels.to(device)
-        self.task_ids = task_ids.to(device)
-        self.transform = transform
         self.batch_size = int(batch_size)
         self.train = train
         self.drop_last = drop_last and train
         self.seed = int(seed)
-        self.sampler = EpochSampler(int(index.shape[0]), shuffle=train, seed=self.seed)
+        self.sampler = EpochSampler(int(num_samples), shuffle=train, seed=self.seed)
         """The epoch's order; Lightning finds it here and calls its `set_epoch`."""
         self.batch_sampler = None  # Lightning reads `sampler` and `batch_sampler` as a pair
-        size = self.num_samples * self.images[0].numel() * 4
-        self.cached = not transform.augments(train) and size <= CACHE_BYTES
-        """Whether the transformed samples are computed once and kept (see `CACHE_BYTES`)."""
-        self._transformed: torch.Tensor | None = None
-        """With `cached`: the transformed samples, in the loader's sample order."""
-
-    @property
-    def device(self) -> torch.device:
-        """Where the data and the batches live."""
-        return self.images.device
-
-    def _transformed_samples(self) -> torch.Tensor:
-        """Every sample transformed, in sample order (computed on first use, a chunk at a time,
-        with the same operations the uncached path runs on its batches)."""
-        if self._transformed is None:
-            per_chunk = max(1, CHUNK_ELEMENTS // max(1, self.images[0].numel()))
-            out: torch.Tensor | None = None
-            for start in range(0, self.num_samples, per_chunk):
-                rows = self.index[start : start + per_chunk]
-                task_ids = self.task_ids[start : start + per_chunk]
-                x = self.transform(self.images.index_select(0, rows), task_ids)
-                if out is None:
-                    out = x.new_empty((self.num_samples, *x.shape[1:]))
-                out[start : start + x.shape[0]] = x
-            if out is None:  # no samples
-                out = torch.empty((0, *self.images.shape[1:]), device=self.device)
-            self._transformed = out
-        return self._transformed
 
     @property
     def num_samples(self) -> int:
@@ -181,13 +128,12 @@ class InMemoryLoader:
         rest = num_ordered - len(full) * self.batch_size
         return full + ([rest] if len(full) < num_batches and rest > 0 else [])
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Yield this process's batches of the current epoch, then advance the epoch.
+    def next_epoch(self, rank: int, world: int) -> tuple[int, torch.Tensor, list[int]]:
+        """`(epoch, order, sizes)` of the current epoch for this rank, then advance the epoch.
 
-        Consecutive batches are gathered and transformed together, about `CHUNK_ELEMENTS` values
-        at a time (fewer, larger kernels), and handed out as views of that chunk.
+        `order` holds this rank's positions (CPU, int64) in batch order, `sizes` the batch sizes
+        that cut it (they may leave a tail of `order` unused when `drop_last`).
         """
-        rank, world = _world()
         epoch = self.sampler.epoch
         order = self.sampler.order()
         if world > 1:
@@ -197,13 +143,89 @@ class InMemoryLoader:
                     [order, order.repeat(math.ceil(missing / order.numel()))[:missing]]
                 )
             order = order[rank::world]
+        self.sampler.set_epoch(epoch + 1)
+        return epoch, order, self._batch_sizes(order.numel(), rank, world)
+
+
+class InMemoryLoader(EpochBatches):
+    """Batches `(x float32 (B,C,H,W), y int64 (B,), task_ids int64 (B,))` from in-memory tensors."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        index: torch.Tensor,
+        labels: torch.Tensor,
+        task_ids: torch.Tensor,
+        transform: BatchTransform,
+        batch_size: int,
+        train: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+    ) -> None:
+        """Build a loader over `images[index]`.
+
+        Args:
+            images: uint8 `(M, C, H, W)`, the whole source split, on the device batches should use.
+            index: int64 `(N,)` rows of `images` that make up this loader's samples.
+            labels: int64 `(N,)` labels in the scenario's label space.
+            task_ids: int64 `(N,)` the task of each sample (from 1).
+            transform: turns uint8 batches into model inputs.
+            batch_size: samples per batch (positive).
+            train: shuffle every epoch, augment, and pad shards under DDP; else a fixed order.
+            drop_last: drop a last incomplete batch (training only).
+            seed: the seed of the shuffling and augmentation.
+        """
+        super().__init__(int(index.shape[0]), batch_size, train, drop_last, seed)
+        if not (index.shape == labels.shape == task_ids.shape and index.dim() == 1):
+            raise ValueError("index, labels and task_ids must be 1-D tensors of one length")
+        device = images.device
+        self.images = images
+        self.index = index.to(device)
+        self.labels = labels.to(device)
+        self.task_ids = task_ids.to(device)
+        self.transform = transform
+        size = self.num_samples * self.images[0].numel() * 4
+        self.cached = not transform.augments(train) and size <= CACHE_BYTES
+        """Whether the transformed samples are computed once and kept (see `CACHE_BYTES`)."""
+        self._transformed: torch.Tensor | None = None
+        """With `cached`: the transformed samples, in the loader's sample order."""
+
+    @property
+    def device(self) -> torch.device:
+        """Where the data and the batches live."""
+        return self.images.device
+
+    def _transformed_samples(self) -> torch.Tensor:
+        """Every sample transformed, in sample order (computed on first use, a chunk at a time,
+        with the same operations the uncached path runs on its batches)."""
+        if self._transformed is None:
+            per_chunk = max(1, CHUNK_ELEMENTS // max(1, self.images[0].numel()))
+            out: torch.Tensor | None = None
+            for start in range(0, self.num_samples, per_chunk):
+                rows = self.index[start : start + per_chunk]
+                task_ids = self.task_ids[start : start + per_chunk]
+                x = self.transform(self.images.index_select(0, rows), task_ids)
+                if out is None:
+                    out = x.new_empty((self.num_samples, *x.shape[1:]))
+                out[start : start + x.shape[0]] = x
+            if out is None:  # no samples
+                out = torch.empty((0, *self.images.shape[1:]), device=self.device)
+            self._transformed = out
+        return self._transformed
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Yield this process's batches of the current epoch, then advance the epoch.
+
+        Consecutive batches are gathered and transformed together, about `CHUNK_ELEMENTS` values
+        at a time (fewer, larger kernels), and handed out as views of that chunk.
+        """
+        rank, world = _world()
+        epoch, order, sizes = self.next_epoch(rank, world)
         order = order.to(self.device)
-        sizes = self._batch_sizes(order.numel(), rank, world)
         generator = None
         if self.train:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(_mixed_seed(self.seed, epoch, rank, 1))
-        self.sampler.set_epoch(epoch + 1)
         cache = self._transformed_samples() if self.cached else None
         per_chunk = max(1, CHUNK_ELEMENTS // max(1, self.images[0].numel()))
         first, start = 0, 0

@@ -28,11 +28,22 @@ def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
     Returns:
         `(mean, std)`, one float per channel.
     """
+    return histogram_stats(channel_histogram(images))
+
+
+def channel_histogram(images: torch.Tensor) -> torch.Tensor:
+    """int64 `(C, 256)`: how often each byte value occurs in each channel of uint8 `(N, C, H, W)`
+    images (histograms of several batches add up to the histogram of all)."""
     # bincount on the uint8 values directly: a `.long()` copy first made this 14x slower (0.66 s
     # against 0.047 s for Fashion-MNIST's 60,000 training images on one thread).
-    hist = torch.stack(
+    return torch.stack(
         [torch.bincount(images[:, c].reshape(-1), minlength=256) for c in range(images.shape[1])]
-    ).to("cpu", torch.float64)
+    ).cpu()
+
+
+def histogram_stats(histogram: torch.Tensor) -> tuple[list[float], list[float]]:
+    """`(mean, std)` per channel of images in $[0, 1]$ from their `channel_histogram`."""
+    hist = histogram.to(torch.float64)
     values = torch.arange(256, dtype=torch.float64) / 255.0
     counts = hist.sum(dim=1).clamp_min(1)
     mean = (hist * values).sum(dim=1) / counts

@@ -289,7 +289,9 @@ def label_names(datamodule: Any) -> list[str] | None:
     A label that stands for several source classes (TIL and DIL splits: label $i$ is the $i$-th
     class of each task) gets their names joined by ` | `.
     """
-    names = class_names(getattr(datamodule, "source_name", None))
+    names = getattr(datamodule, "class_names", None) or class_names(
+        getattr(datamodule, "source_name", None)
+    )  # the names a user's source brings (folder names, ...), else the built-in source's
     if names is None:
         return None
     by_label: dict[int, list[str]] = {}
@@ -309,7 +311,11 @@ def label_names_from_config(config: Mapping[str, Any] | None) -> list[str] | Non
     clarena dataset, the source has no class names, or the dataset cannot be built.
     """
     node = config.get("cl_dataset") if isinstance(config, Mapping) else None
-    if not isinstance(node, Mapping) or class_names(node.get("source")) is None:
+    if not isinstance(node, Mapping):
+        return None
+    from clarena.cl_datasets.own_sources import OWN_SOURCES
+
+    if class_names(node.get("source")) is None and node.get("source") not in OWN_SOURCES:
         return None
     target = node.get("_target_")
     if not isinstance(target, str) or not target.startswith("clarena.cl_datasets."):

@@ -61,3 +61,37 @@ def write_idx_set(folder: Path, n_train: int, n_test: int, gz: bool) -> dict[str
         else:
             (folder / name).write_bytes(data)
     return arrays
+
+
+def folder_image(label: int, index: int, size: int = 6, channels: int = 1) -> np.ndarray:
+    """uint8 pixels of image `index` of class `label`: (size, size) or (size, size, 3)."""
+    rc = np.arange(size)[:, None] + np.arange(size)[None, :]
+    grey = ((40 * label + 3 * index + rc) % 256).astype(np.uint8)
+    if channels == 1:
+        return grey
+    return np.stack([grey, 255 - grey, (grey // 2).astype(np.uint8)], axis=-1)
+
+
+def write_image_folder(
+    root: Path,
+    classes: tuple[str, ...] = ("cat", "dog", "emu", "fox"),
+    per_class: tuple[int, int] = (6, 3),
+    size: int = 6,
+    channels: int = 1,
+    test: bool = True,
+    suffix: str = ".png",
+) -> Path:
+    """ROOT/train/<class>/<i>.png (and ROOT/test/...) of `folder_image` pixels; returns ROOT."""
+    from PIL import Image
+
+    for split, count in zip(("train", "test"), per_class, strict=True):
+        if split == "test" and not test:
+            continue
+        for label, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                offset = 0 if split == "train" else 100
+                pixels = folder_image(label, offset + i, size, channels)
+                Image.fromarray(pixels).save(folder / f"{i:03d}{suffix}", quality=95)
+    return root
