@@ -120,7 +120,7 @@ def compare_json(result: dict[str, Any], gates: list[dict[str, Any]]) -> dict[st
 
 
 def _percent(value: float) -> str:
-    return "–" if not math.isfinite(value) else f"{100 * value:6.2f}"
+    return f"{'–':>6}" if not math.isfinite(value) else f"{100 * value:6.2f}"
 
 
 def console_table(result: dict[str, Any], gates: list[dict[str, Any]], worst: int = 5) -> str:

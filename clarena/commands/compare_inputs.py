@@ -274,6 +274,10 @@ def _dataset(config: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in node.items() if k not in DATA_KEYS_IGNORED}
 
 
+def _shown(value: Any) -> str:
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _first_difference(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.flatnonzero(a != b)[0])
 
@@ -315,22 +319,22 @@ def align(old: Predictions, new: Predictions) -> tuple[Predictions, Predictions]
     if old.ids is not None and new.ids is not None and not np.array_equal(old.ids, new.ids):
         i = _first_difference(old.ids, new.ids)
         raise CompareInputError(
-            f"the ids of {old.source} and {new.source} differ at row {i + 1} ({old.ids[i]!r} vs "
-            f"{new.ids[i]!r}); write both files in the same sample order"
+            f"the ids of {old.source} and {new.source} differ at row {i + 1} "
+            f"({_shown(old.ids[i])} vs {_shown(new.ids[i])}); write both files in the same order"
         )
     if not np.array_equal(old.labels, new.labels):
         i = _first_difference(old.labels, new.labels)
         raise CompareInputError(
             f"the labels of {old.source} and {new.source} disagree at row {i + 1} "
-            f"({old.labels[i]!r} vs {new.labels[i]!r}); pass predictions on the same samples "
-            "in the same order"
+            f"({_shown(old.labels[i])} vs {_shown(new.labels[i])}); pass predictions on the same "
+            "samples in the same order"
         )
     if old.groups is not None and new.groups is not None:
         if not np.array_equal(old.groups, new.groups):
             i = _first_difference(old.groups, new.groups)
             raise CompareInputError(
                 f"the groups of {old.source} and {new.source} disagree at row {i + 1} "
-                f"({old.groups[i]!r} vs {new.groups[i]!r}); give each sample one group"
+                f"({_shown(old.groups[i])} vs {_shown(new.groups[i])}); give each sample one group"
             )
     elif old.groups is not None or new.groups is not None:
         old.groups = new.groups = old.groups if old.groups is not None else new.groups
