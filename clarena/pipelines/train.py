@@ -149,8 +149,10 @@ def _fresh_output_dir(resolved: str, explicit: bool) -> Path:
     A folder whose run was killed before it wrote `config.yaml` counts as empty: it is reused.
     """
     from clarena.pipelines.run_folder import never_started
+    from clarena.pipelines.run_layout import check_not_inside_another_run
 
     path = Path(resolved).expanduser().absolute()
+    check_not_inside_another_run(path)
 
     def taken(p: Path) -> bool:
         return p.exists() and (not p.is_dir() or (any(p.iterdir()) and not never_started(p)))

@@ -113,9 +113,21 @@ def test_resume_of_an_edited_config_is_refused(finished: Path, tmp_path: Path) -
     run = _interrupted_copy(finished, tmp_path)
     config = run / "config.yaml"
     config.write_text(config.read_text().replace("seed: 3", "seed: 4"))
-    proc = clarena("train", f"resume={run}", cwd=tmp_path)
-    _one_line_error(proc, 1, "config.yaml was changed", "restore the config")
-    assert not (run / "checkpoints" / "after_task_2.pt").exists()
+    before = snapshot(run)
+    proc = clarena("train", f"resume={run}", cwd=tmp_path)  # refused before anything is built
+    _one_line_error(proc, 2, "config.yaml was changed", "restore the config")
+    evaluated = clarena("eval", str(run), cwd=tmp_path)
+    _one_line_error(evaluated, 2, "config.yaml was changed", "restore the config")
+    assert snapshot(run) == before
+
+
+def test_a_task_checkpoint_copied_over_another_is_refused(finished: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    checkpoints = run / "checkpoints"
+    (checkpoints / "after_task_2.pt").write_bytes((checkpoints / "after_task_1.pt").read_bytes())
+    evaluated = clarena("eval", str(run), cwd=tmp_path)
+    _one_line_error(evaluated, 2, "after_task_2.pt holds the state after task 1, not after task 2")
 
 
 # --- a run folder is data, not code ------------------------------------------------------------
@@ -290,3 +302,52 @@ def test_csv_logs_of_a_resumed_run_hold_every_task_on_one_step_axis(
     steps = [int(r["step"]) for r in rows]
     assert steps == sorted(steps)
     assert [(r["task"], r["step"]) for r in rows] == [(r["task"], r["step"]) for r in reference]
+
+
+# --- a received run folder is inert (issue 37) -------------------------------------------------
+
+
+def test_a_resolver_payload_runs_nothing_on_resume_or_eval(finished: Path, tmp_path: Path) -> None:
+    run = _interrupted_copy(finished, tmp_path)
+    marker = tmp_path / "pwned"
+    (run / "checkpoints" / "evil.pt").write_bytes(pickle.dumps(_Payload(marker)))
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["cl_algorithm"]["evil"] = (
+        "${oc.create:'{_target_: torch.load, f: ${output_dir}/checkpoints/evil.pt, "
+        "weights_only: false}'}"
+    )
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    before = snapshot(run)
+    resumed = clarena("train", f"resume={run}", cwd=tmp_path)
+    _one_line_error(resumed, 2, "cl_algorithm.evil", "${oc.create:...}")
+    evaluated = clarena("eval", str(run), cwd=tmp_path)
+    _one_line_error(evaluated, 2, "cl_algorithm.evil", "${oc.create:...}")
+    assert not marker.exists()
+    assert snapshot(run) == before
+
+
+def test_no_secret_from_the_environment_reaches_the_results(finished: Path, tmp_path: Path) -> None:
+    run = _interrupted_copy(finished, tmp_path)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["experiment_name"] = "${oc.env:SECRET_TOKEN,x}"
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {"SECRET_TOKEN": "s3cr3t-value"}
+    resumed = clarena("train", f"resume={run}", cwd=tmp_path, env=env)
+    _one_line_error(resumed, 2, "experiment_name", "${oc.env:...}")
+    assert "s3cr3t" not in resumed.stderr + resumed.stdout
+    assert not any("s3cr3t" in p.read_text(errors="ignore") for p in run.rglob("*") if p.is_file())
+
+
+def test_a_symlinked_results_folder_is_refused_and_nothing_is_written_through_it(
+    finished: Path, tmp_path: Path
+) -> None:
+    run = _interrupted_copy(finished, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(run / "results", elsewhere)
+    (run / "results").symlink_to(elsewhere)
+    before = snapshot(elsewhere)
+    resumed = clarena("train", f"resume={run}", cwd=tmp_path)
+    _one_line_error(resumed, 2, str(run / "results"), "symbolic link")
+    evaluated = clarena("eval", str(run), "-o", str(tmp_path / "eval"), cwd=tmp_path)
+    _one_line_error(evaluated, 2, "symbolic link")
+    assert snapshot(elsewhere) == before

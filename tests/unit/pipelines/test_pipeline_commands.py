@@ -38,6 +38,13 @@ def finished_run(tmp_path: Path) -> Path:
         (["scenario=DataIL"], "does not support scenario=DataIL"),
         (["--bogus"], "unknown option '--bogus'"),
         (["-cd", "no_such_folder"], "--config-dir 'no_such_folder' is not a folder"),
+        (["seed=${nope}"], "seed does not resolve (Interpolation key 'nope' not found)"),
+        (["optimizer.lr=abc"], "optimizer torch.optim.Adam refuses its arguments (TypeError"),
+        (["optimizer.lr=nan"], "(ValueError: Invalid learning rate: nan; given lr=nan"),
+        (["optimizer.lr=-1"], "(ValueError: Invalid learning rate: -1; given lr=-1"),
+        (["trainer.devices=0"], "trainer.devices=0 runs on no device"),
+        (["output_dir=outputs/done/checkpoints/new"], "is inside the run folder"),
+        (["output_dir=/etc/passwd"], "output_dir '/etc/passwd' is a file, not a folder; choose"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_touches_nothing(
