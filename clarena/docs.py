@@ -110,6 +110,13 @@ def main(argv: list[str] | None = None) -> int:
         "--verbose", action="store_true", help="show the libraries' start-up output and warnings"
     )
     args = parser.parse_args(argv)
+    if args.output.exists() and not args.output.is_dir():
+        print(
+            f"clarena docs: error: --output {args.output} is a file; pass a folder for the HTML "
+            "(a new one, or docs/api)",
+            file=sys.stderr,
+        )
+        return 2
     problems = build(args.output, args.verbose)
     for problem in problems:
         print(f"clarena docs: pdoc: {problem}", file=sys.stderr)

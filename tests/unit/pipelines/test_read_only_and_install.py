@@ -73,3 +73,19 @@ def test_mismatched_torch_and_torchvision_are_one_line(
 def test_other_errors_are_not_taken_for_a_broken_install() -> None:
     assert cli.broken_install_message(RuntimeError("CUDA out of memory")) is None
     assert cli.broken_install_message(ImportError("no", name="wandb")) is None
+
+
+def test_docs_output_that_is_a_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from clarena import docs
+
+    existing = tmp_path / "notes.txt"
+    existing.write_text("mine")
+    assert docs.main(["-o", str(existing)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"clarena docs: error: --output {existing} is a file; pass a folder for the HTML (a new "
+        "one, or docs/api)"
+    ]
+    assert existing.read_text() == "mine"
