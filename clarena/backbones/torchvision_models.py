@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import pickle
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -134,11 +135,17 @@ def _build(name: str, weights: models.WeightsEnum | None, kwargs: dict[str, Any]
     builder = models.get_model_builder(name)
     if weights is None:
         return builder(weights=None, **kwargs)
+    cache = Path(hub.get_dir()) / "checkpoints" / Path(weights.url).name
     try:
         with _weights_only_loads():
             return builder(weights=weights, **kwargs)
+    except pickle.UnpicklingError as exc:  # the cached file holds more than tensors
+        cause = str(exc).strip().splitlines()[0]
+        raise ValueError(
+            f"torchvision weights {weights}: the cached file {cache} cannot be read as tensors "
+            f"only ({cause}); delete it to download it again, or pass a weights file."
+        ) from exc
     except OSError as exc:  # URLError, connection and file errors alike
-        cache = Path(hub.get_dir()) / "checkpoints" / Path(weights.url).name
         raise ValueError(
             f"torchvision weights {weights} could not be downloaded ({exc}); on a machine "
             f"without network, fetch {weights.url} elsewhere and put it at {cache} or pass it "
