@@ -102,6 +102,10 @@ def report(path: str | Path, output: str | Path | None = None, study: bool = Fal
 
     results_dir = results_dir_of(path)
     if results_dir is not None and not study:
+        if out is None:  # written into the run: no link may lead the writes elsewhere
+            from clarena.pipelines.received import check_no_symlinks
+
+            check_no_symlinks(path)
         return report_run(results_dir, out)
     runs = _sweep_runs(path)
     if runs and not study and _is_compatibility_sweep(runs):

@@ -162,3 +162,15 @@ def test_a_task_checkpoint_holding_another_task_is_detected(tmp_path: Path) -> N
 def test_a_checkpoint_path_that_is_a_folder_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ckpt.CheckpointError, match="is a folder, not a file"):
         ckpt.safe_load(tmp_path)
+
+
+def test_report_writes_nothing_through_a_symlinked_results_folder(tmp_path: Path) -> None:
+    from clarena.pipelines.report import main as report_main
+
+    run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    run.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "metrics.json").write_text("{}")
+    (run / "results").symlink_to(elsewhere)
+    assert report_main([str(run)]) == 2
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["metrics.json"]
