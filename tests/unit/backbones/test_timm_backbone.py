@@ -1,5 +1,6 @@
 """`TimmBackbone` (the optional extra `clarena[timm]`): timm's own pooled features from a weights
-file, the refusals of a wrong file or name; skipped where timm is not installed."""
+file, the refusals of a wrong file or name; skipped where timm is not installed. Also the shipped
+`backbone/timm.yaml` and `backbone/torchvision.yaml`."""
 
 from __future__ import annotations
 
@@ -67,3 +68,22 @@ def test_freeze_leaves_timms_parameters_out_of_training(timm: ModuleType) -> Non
     backbone = TimmBackbone((3, 16, 16), "resnet18", freeze=True).train()
     assert not backbone.model.training
     assert not any(p.requires_grad for p in backbone.parameters())
+
+
+@pytest.mark.parametrize(
+    ("name", "target"), [("timm", "TimmBackbone"), ("torchvision", "TorchvisionBackbone")]
+)
+def test_the_shipped_configs_build_a_resnet18(name: str, target: str) -> None:
+    """`backbone=timm` and `backbone=torchvision` as shipped: a resnet18 on grey 8×8 digits."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    import clarena.configs
+
+    if name == "timm":
+        pytest.importorskip("timm")
+    path = Path(clarena.configs.__file__).parent / "backbone" / f"{name}.yaml"
+    backbone = instantiate(OmegaConf.load(path), input_shape=(1, 8, 8))
+    assert type(backbone).__name__ == target
+    assert (backbone.name, backbone.output_dim, backbone.freeze) == ("resnet18", 512, False)
+    assert backbone(torch.zeros(2, 1, 8, 8)).shape == (2, 512)
