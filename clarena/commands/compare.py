@@ -1,9 +1,11 @@
 """`clarena compare OLD NEW [--out DIR] [gates]`: the release gate of an update of a deployed model.
 
 OLD and NEW are the deployed model's and the update's predictions on the same test samples: two
-prediction files (`.csv` or `.npz` with `label` and `prediction`, optional `id` and `group`), two
-run folders (their final models' saved predictions on the run's test data; the datasets must
-match) or two task checkpoints, or any mix (`clarena.commands.compare_inputs`). The command
+prediction files (`.csv` or `.npz` with `label` and `prediction`, optional `id` and `group`;
+`clarena.commands.compare_inputs`), two run folders (their final models' saved predictions on
+the run's test data; the datasets must match) or two task checkpoints (their saved predictions,
+or with `--dataset FILE` their models tested on that dataset config;
+`clarena.commands.compare_runs`), or any mix. The command
 prints a table, writes `compare.json` and the page `compare.html` (`clarena.reports.compare`)
 into `--out` (default `./compare`), and checks the gates:
 
@@ -89,6 +91,11 @@ def _parser() -> _Parser:
         help="fail when the update is significantly worse (exact McNemar p < ALPHA)",
     )
     parser.add_argument(
+        "--dataset",
+        type=Path,
+        help="a cl_dataset config to test the models of task checkpoints (.pt) on",
+    )
+    parser.add_argument(
         "--gallery", type=int, default=48, help="most flipped images on the page (run folders)"
     )
     parser.add_argument(
@@ -165,7 +172,7 @@ def _failure(gate: dict[str, Any]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from clarena.commands.compare_inputs import CompareInputError, align, read_input
+    from clarena.commands.compare_inputs import CompareInputError, align
     from clarena.core.files import atomic_write_text, describe_os_error
     from clarena.metrics.functional.release import compare_predictions, evaluate_gates
 
@@ -176,7 +183,8 @@ def _run(args: argparse.Namespace) -> int:
         raise _BadInput(f"--out {out} is a file; pass a folder to write {JSON_NAME} into")
     try:
         trust = args.trust_config
-        old, new = align(read_input(args.old, trust), read_input(args.new, trust))
+        old = read_input(args.old, args.dataset, trust)
+        old, new = align(old, read_input(args.new, args.dataset, trust))
         result = compare_predictions(old.labels, old.predictions, new.predictions, old.groups)
     except (CompareInputError, ValueError) as exc:
         raise _BadInput(str(exc)) from None
@@ -199,6 +207,41 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_GATE_FAILED if failed else EXIT_PASSED
 
 
+def read_input(path: Path, dataset: Path | None = None, trust: bool = False) -> Predictions:
+    """Read OLD or NEW, whichever kind it is (prediction file, run folder, task checkpoint).
+
+    Raises:
+        CompareInputError: a path that is none of the kinds, or that cannot be read.
+    """
+    from clarena.commands import compare_runs
+    from clarena.commands.compare_inputs import CompareInputError, read_prediction_file
+
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        if not (path / "config.yaml").is_file():
+            raise CompareInputError(
+                f"{path} is a folder without config.yaml, so not a clarena run folder; pass a "
+                "run folder, a task checkpoint or a prediction file (.csv, .npz)"
+            )
+        if dataset is not None:
+            raise CompareInputError(
+                f"--dataset tests the models of task checkpoints; pass {path}/checkpoints/"
+                "after_task_<t>.pt instead of the run folder"
+            )
+        return compare_runs.read_run_folder(path, trust)
+    if not path.is_file():
+        raise CompareInputError(f"{path} does not exist; check the path")
+    if suffix in (".csv", ".npz"):
+        return read_prediction_file(path)
+    if suffix == ".pt":
+        if dataset is None:
+            return compare_runs.read_checkpoint(path)
+        return compare_runs.predict_on_dataset(path, dataset, trust)
+    raise CompareInputError(
+        f"{path} is not a prediction file (.csv, .npz), a task checkpoint (.pt) or a run folder"
+    )
+
+
 def _class_names(config: dict[str, Any] | None) -> list[str] | None:
     if not config:
         return None
@@ -218,11 +261,11 @@ def _page(
     """The page, with the negatively flipped images of whichever input is a run folder."""
     import numpy as np
 
-    from clarena.commands.compare_inputs import test_images
+    from clarena.commands.compare_runs import test_images
     from clarena.reports.compare import class_label, compare_page, png_bytes
 
     flipped = np.flatnonzero((old.predictions == old.labels) & (new.predictions != new.labels))
-    run = new if new.run_dir is not None else old
+    run = new if new.images else old
     images, note = test_images(run, flipped[:limit]) if limit else ([], "--gallery is 0")
     gallery = []
     for i, image in zip(flipped.tolist(), images):

@@ -1,20 +1,13 @@
-"""What `clarena compare` reads: prediction files, run folders and task checkpoints, as data.
+"""What `clarena compare` reads, as data: prediction files, and the checks that OLD and NEW are
+predictions on the same samples (`align`). Run folders and checkpoints are
+`clarena.commands.compare_runs`.
 
-- **A prediction file**, `.csv` (a header row) or `.npz` (numpy arrays, read with
-  `allow_pickle=False`): a `label` and a `prediction` column, one row per sample; optionally `id`
-  (checked to be in the same order in both files) and `group` (a slice of each sample: a
-  region, a customer tier, ...). Labels are integers or strings; a column whose every value is an
-  integer is read as integers.
-- **A run folder** (holding `config.yaml`): the predictions of its final model on the test data of
-  every task it was tested on, as saved in the metrics state of its last task checkpoint
-  (`checkpoints/after_task_<T>.pt`, `clarena.metrics.CLResults.state_dict`), so no model runs.
-  The config is read by `clarena.pipelines.run_folder.load_run_config` (no resolver, allow-listed
-  targets) and the checkpoint with `weights_only=True`. Each sample's group is its task.
-- **A task checkpoint** (`after_task_<t>.pt`): the same predictions, from that file alone.
-
-Nothing read runs code; a file that cannot be read, lacks a column or holds a bad value stops
-with one `CompareInputError` line naming the file, the cause and the fix. Prediction files need
-numpy only; run folders and checkpoints import torch (and Lightning) when they are read.
+A **prediction file** is a `.csv` (a header row) or an `.npz` (numpy arrays, read with
+`allow_pickle=False`): a `label` and a `prediction` column, one row per sample; optionally `id`
+(checked to be in the same order in both files) and `group` (a slice of each sample: a region, a
+customer tier, ...). Labels are integers or strings; a column whose every value is an integer is
+read as integers. A file that cannot be read, lacks a column or holds a bad value stops with one
+`CompareInputError` line naming the file, the cause and the fix. Only numpy: no torch.
 """
 
 from __future__ import annotations
@@ -57,7 +50,8 @@ class Predictions:
     """The index of each sample in its task's test set (run folders and checkpoints)."""
     config: dict[str, Any] | None = None
     """The run's resolved config (run folders and checkpoints)."""
-    run_dir: Path | None = None
+    images: bool = False
+    """Whether the test images can be read from `config`'s dataset (a checked config)."""
     notes: list[str] = field(default_factory=list)
 
     def select(self, keep: np.ndarray) -> Predictions:
@@ -75,7 +69,7 @@ class Predictions:
             cut(self.tasks),
             cut(self.positions),
             self.config,
-            self.run_dir,
+            self.images,
             list(self.notes),
         )
 
@@ -164,109 +158,6 @@ def read_prediction_file(path: Path) -> Predictions:
     return Predictions(str(path), labels, preds, text.get("id"), text.get("group"))
 
 
-def _final_predictions(state: dict[str, Any], source: str) -> Predictions:
-    """The predictions of the last model in a task checkpoint's metrics state."""
-    import torch
-
-    from clarena.metrics.results import CLResults
-
-    results = CLResults()
-    try:
-        results.load_state_dict(state["results"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise CompareInputError(
-            f"{source}: the checkpoint holds no readable metrics state ({exc}); pass a "
-            "checkpoint written by clarena train"
-        ) from None
-    last = results.num_tasks
-    parts = []
-    for j in range(1, results.accuracy_matrix().shape[1] + 1):
-        try:
-            parts.append((j, results.predictions(last, j), results.targets(j)))
-        except KeyError:
-            continue
-    if not parts:
-        raise CompareInputError(f"{source}: its final model was tested on no task; finish the run")
-    cat = torch.cat
-
-    def column(tensors: list[Any]) -> np.ndarray:
-        return cat(tensors).numpy().astype(np.int64)
-
-    tasks = np.concatenate([np.full(len(y), j) for j, _, y in parts])
-    return Predictions(
-        source,
-        labels=column([y for _, _, y in parts]),
-        predictions=column([p for _, p, _ in parts]),
-        tasks=tasks,
-        positions=np.concatenate([np.arange(len(y)) for _, _, y in parts]),
-        groups=np.asarray([f"task {t}" for t in tasks.tolist()], dtype=str),
-    )
-
-
-def read_run_folder(run_dir: Path, trust: bool = False) -> Predictions:
-    """The final model's saved predictions of a run folder (module docstring)."""
-    from clarena.pipelines import checkpoint as ckpt
-    from clarena.pipelines.errors import ClarenaError
-    from clarena.pipelines.run_folder import load_run_config
-
-    try:
-        config = load_run_config(run_dir, trust=trust)
-        done = ckpt.finished_tasks(run_dir)
-        if not done:
-            raise CompareInputError(
-                f"{run_dir} has no task checkpoint (checkpoints/after_task_<t>.pt) yet; finish "
-                f"or resume the run first (clarena train resume={run_dir})"
-            )
-        state = ckpt.load_task_checkpoint(ckpt.task_checkpoint_path(run_dir, done[-1]))
-    except ClarenaError as exc:
-        raise CompareInputError(str(exc)) from None
-    from omegaconf import OmegaConf
-
-    found = _final_predictions(state, str(run_dir))
-    found.config = OmegaConf.to_container(config, resolve=True)  # type: ignore[assignment]
-    found.run_dir = run_dir
-    return found
-
-
-def read_checkpoint(path: Path) -> Predictions:
-    """The saved predictions of the model of one task checkpoint (module docstring)."""
-    from clarena.pipelines import checkpoint as ckpt
-    from clarena.pipelines.errors import ClarenaError
-
-    try:
-        state = ckpt.load_task_checkpoint(path)
-    except ClarenaError as exc:
-        raise CompareInputError(str(exc)) from None
-    found = _final_predictions(state, str(path))
-    config = state.get("config")
-    found.config = config if isinstance(config, dict) else None
-    return found
-
-
-def read_input(path: Path, trust: bool = False) -> Predictions:
-    """Read OLD or NEW, whichever kind it is.
-
-    Raises:
-        CompareInputError: a path that is none of the kinds, or that cannot be read.
-    """
-    if path.is_dir():
-        if not (path / "config.yaml").is_file():
-            raise CompareInputError(
-                f"{path} is a folder without config.yaml, so not a clarena run folder; pass a "
-                "run folder, a task checkpoint or a prediction file (.csv, .npz)"
-            )
-        return read_run_folder(path, trust)
-    if not path.is_file():
-        raise CompareInputError(f"{path} does not exist; check the path")
-    if path.suffix.lower() in (".csv", ".npz"):
-        return read_prediction_file(path)
-    if path.suffix.lower() == ".pt":
-        return read_checkpoint(path)
-    raise CompareInputError(
-        f"{path} is not a prediction file (.csv, .npz), a task checkpoint (.pt) or a run folder"
-    )
-
-
 def _dataset(config: dict[str, Any] | None) -> dict[str, Any] | None:
     node = (config or {}).get("cl_dataset")
     if not isinstance(node, dict):
@@ -339,42 +230,3 @@ def align(old: Predictions, new: Predictions) -> tuple[Predictions, Predictions]
     elif old.groups is not None or new.groups is not None:
         old.groups = new.groups = old.groups if old.groups is not None else new.groups
     return old, new
-
-
-def test_images(found: Predictions, indices: np.ndarray) -> tuple[list[np.ndarray], str]:
-    """The test images of the samples `indices` of a run folder's predictions, as uint8
-    `(H, W, C)` arrays read from the run's dataset (before any normalisation or task transform).
-
-    The dataset is built from the run's config (already checked by `load_run_config`) and its
-    labels are checked against the saved ones, task by task, so an image is never shown beside
-    another sample's predictions.
-
-    Returns:
-        The images, or `[]` and one line saying why there are none.
-    """
-    if found.run_dir is None or found.tasks is None or found.positions is None:
-        return [], "the gallery needs run folders (prediction files carry no images)"
-    node = (found.config or {}).get("cl_dataset")
-    if not isinstance(node, dict) or not indices.size:
-        return [], "no image to show"
-    try:
-        from hydra.utils import instantiate
-
-        datamodule = instantiate(node)
-        test_x = datamodule.data.test_x
-        images, rows_of = [], {}
-        for i in indices.tolist():
-            task = int(found.tasks[i])
-            if task not in rows_of:
-                rows, classes = datamodule.task_samples(task, "test")
-                lut = datamodule.label_map(task)
-                labels = np.asarray([lut[int(c)] for c in classes.tolist()])
-                if not np.array_equal(labels, found.labels[found.tasks == task]):
-                    return [], f"the dataset now gives task {task} other test labels than the run"
-                rows_of[task] = rows
-            image = test_x[rows_of[task][int(found.positions[i])]].cpu().numpy()
-            images.append(np.ascontiguousarray(image.transpose(1, 2, 0)))
-    except Exception as exc:  # the data may be gone, or be read lazily: the page says so
-        cause = " ".join(str(exc).split()) or type(exc).__name__
-        return [], f"the run's test images could not be read ({cause})"
-    return images, ""

@@ -276,3 +276,39 @@ def test_runs_on_different_datasets_are_refused(tmp_path, capsys):
     new = make_run(tmp_path / "new", 0, {**DATASET, "seed": 2, "shuffle_classes": True})
     err = _refused(capsys, tmp_path, old, new)
     assert "were tested on different datasets (cl_dataset.seed: 1 vs 2)" in err
+
+
+@pytest.mark.slow  # one tiny clarena train run (2 tasks of split digits, 3 steps): ~30 s here
+def test_a_checkpoint_tested_on_a_dataset_config_reproduces_its_saved_predictions(tmp_path, capsys):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_train_support import clarena
+
+    args = ("cl_algorithm=finetuning", "cl_dataset.num_tasks=2", "trainer.max_epochs=-1")
+    proc = clarena(
+        "train", *args, "trainer.max_steps=3", f"output_dir={tmp_path / 'run'}", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dataset = Path(__file__).parents[2] / "clarena" / "configs" / "cl_dataset" / "split_digits.yaml"
+    checkpoint = tmp_path / "run" / "checkpoints" / "after_task_2.pt"
+    out = tmp_path / "out"
+    code, _, err = run(
+        capsys, tmp_path / "run", checkpoint, "--out", out, "--max-nfr", "0", "--dataset", dataset
+    )
+    assert code == 2 and "--dataset tests the models of task checkpoints" in err
+    code, _, err = run(
+        capsys, checkpoint, checkpoint, "--out", out, "--max-nfr", "0", "--dataset", dataset
+    )
+    assert code == 0, err
+    data = json.loads((out / "compare.json").read_text())
+    # split_digits.yaml has 5 tasks; the model has heads for the 2 it was trained on
+    assert [g["group"] for g in data["per_group"]] == ["task 1", "task 2"]
+    from clarena.commands.compare_runs import predict_on_dataset, read_checkpoint
+
+    rebuilt, saved = predict_on_dataset(checkpoint, dataset), read_checkpoint(checkpoint)
+    # the model rebuilt from the checkpoint predicts what the run saved, on the same samples
+    assert np.array_equal(rebuilt.labels, saved.labels)
+    assert np.array_equal(rebuilt.predictions, saved.predictions)
+    assert np.array_equal(rebuilt.tasks, saved.tasks) and data["n"] == len(saved.labels)
+    (tmp_path / "evil.yaml").write_text("_target_: os.system\ncommand: echo hi\n")
+    err = _refused(capsys, tmp_path, checkpoint, checkpoint, "--dataset", tmp_path / "evil.yaml")
+    assert "'os.system', which is not one of clarena's components" in err
