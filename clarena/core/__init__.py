@@ -10,5 +10,5 @@ TensorFlow side and the command-line tools can all use it without pulling in a f
 - `clarena.core.idx`: `read_idx`, the reader of MNIST's and Fashion-MNIST's IDX files (the
   datasets, the TensorFlow tests and the benchmarks use it).
 - `clarena.core.compatibility`: the names of the compatibility counts and the formulas of NFR,
-  PFR, BTC and BEC (the torch metrics and the Keras helpers use them).
+  PFR, NFI, BTC and BEC (the torch metrics, the release statistics and the Keras helpers use them).
 """

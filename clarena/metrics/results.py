@@ -12,7 +12,7 @@ From these predictions `CLResults` derives
 - the accuracy matrix $a_{t,j}$ (`accuracy_matrix()`), and in CIL the task-aware matrix
   (`accuracy_matrix(task_aware=True)`), and the summary metrics of `clarena.metrics.functional.cl`;
 - the compatibility of the model after task $t$ with the model after task $t-1$ on every earlier
-  task's test set (`compatibility()`): the counts, NFR, PFR, BTC, BEC, the error overlap
+  task's test set (`compatibility()`): the counts, NFR, PFR, NFI, BTC, BEC, the error overlap
   (progress = positive flips, errors of the old model the update fixed; common = both wrong;
   regress = negative flips, new errors) and the incompatible points per class. It keeps the
   predictions itself, so no old model is needed;
@@ -281,7 +281,7 @@ class CLResults:
         $j < t$) or `"reference"` (the model given by `add_reference` against the model after
         $t$; `old_after_task` is `None`). Pooled rows have `test_task == "all"` and sum the counts
         over `test_tasks`. Each row holds the counts, `old_accuracy`, `new_accuracy`, `nfr`,
-        `pfr`, `btc`, `bec`, `error_overlap` and `negative_flips_per_class` (by true label).
+        `pfr`, `nfi`, `btc`, `bec`, `error_overlap` and `negative_flips_per_class` (by true label).
         """
         rows: list[dict[str, Any]] = []
         for new in range(2, self.num_tasks + 1):

@@ -10,7 +10,7 @@
 - `accuracy_matrix.csv`: columns `after_training_task, average_accuracy, test_on_task_1..k`
   (fractions; empty where not measured), and in CIL `accuracy_matrix_task_aware.csv` alike;
 - `compatibility.csv`: one row per (comparison, old model, new model, test task) with the counts,
-  the accuracies of both models, NFR, PFR, BTC and BEC (`test_task` is `all` on pooled rows,
+  the accuracies of both models, NFR, PFR, NFI, BTC and BEC (`test_task` is `all` on pooled rows,
   `old_after_task` is empty when the old model is the user-supplied reference);
 - `accuracy_matrix.png` (and `accuracy_matrix_task_aware.png` in CIL), `average_accuracy.png`,
   `flips.png`, each titled with the run's identity.

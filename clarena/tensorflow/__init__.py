@@ -4,7 +4,7 @@
   `StrictImitationCompatibilityModel`, Keras `Sequential`s whose `compile()`/`fit()` train
   backward-compatibly with respect to a reference model `h1`.
 - `clarena.tensorflow.tf_helpers`: `bc_fit`, which trains any Keras model with a BC loss and scores
-  accuracy, BTC, BEC and NFR against `h1` after every epoch.
+  accuracy, BTC, BEC, NFR, PFR and NFI against `h1` after every epoch.
 - `clarena.tensorflow.losses`: the eight BackwardCompatibilityML-named losses (`BCCrossEntropyLoss`,
   `StrictImitationKLDivergenceLoss`, ...) with the PyTorch classes' math, taking probabilities
   (`from_logits=True` for logits), and the original TensorFlow package's names as aliases.
