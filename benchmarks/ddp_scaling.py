@@ -41,7 +41,7 @@ def run_clarena(devices: int, steps: int, accelerator: str, out: Path) -> dict[s
         "trainer.max_epochs=-1",
         f"trainer.max_steps={steps}",
         "logger=none",
-        "~callbacks.within_task_checkpoint",
+        "trainer.checkpoint_every_minutes=null",
         f"trainer.accelerator={accelerator}",
         f"output_dir={out}",
     ]

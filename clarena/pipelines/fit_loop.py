@@ -22,19 +22,23 @@ The pipeline's duties are called directly, not through hooks: the loss-term reco
 (`TrainTermsLog`), the kill switch, the progress bar (redrawn at most ten times a second), and the
 within-task checkpoint.
 
-**The within-task checkpoint** (`checkpoints/within_task/last.ckpt`) is written every
-`every_n_train_steps` optimizer steps (any step, also inside an epoch) or at the end of every
-`every_n_epochs`-th epoch, as the run's `ModelCheckpoint` node says. It holds the module's and
-optimizer's (and scheduler's) states, the position (step, epoch, batches done in the epoch), the
-random-number states, the algorithm's `extra_cl_state()`, the loss terms recorded since the last
-write and the config's digest. The order of an epoch is a function of the loader's seed and the
-epoch (`clarena.cl_datasets.loader`), so a resume inside an epoch replays the same batches: it
-draws the epoch's batches again, skips the ones already trained and restores the random-number
-states just before the next step, which is where the uninterrupted run stood.
+**The within-task checkpoint** (`checkpoints/within_task/last.ckpt`) is written by time, not by
+epoch: once `trainer.checkpoint_every_minutes` (default 10) have passed since the task started or
+since the last write, or every `trainer.checkpoint_every_n_steps` optimizer steps when that is
+set, whichever comes first (`CheckpointSchedule`); a kill loses at most that much training. A
+checkpoint due at the last batch of an epoch is written after the epoch's end hooks, at the
+position "epoch done, next epoch not started"; none is written at the task's last step. It
+holds the module's and optimizer's (and scheduler's) states, the position (step, epoch, batches
+done in the epoch), the random-number states, the algorithm's `extra_cl_state()`, the loss terms
+recorded since the last write and the config's digest. The order of an epoch is a function of
+the loader's seed and the epoch (`clarena.cl_datasets.loader`), so a resume inside an epoch
+replays the same batches: it draws the epoch's batches again, skips the ones already trained and
+restores the random-number states just before the next step, where the uninterrupted run stood.
 
 **When the lean loop runs** (`fit_loop: auto`, the default): one process on one device in full
 precision, without validation, with callbacks it knows (`ModelCheckpoint`, the NaN guard, the
-progress bar) and Trainer options it implements; `lean_refusal(cfg)` names what keeps a config on
+progress bar) and Trainer options it implements; a `ModelCheckpoint` callback is refused with
+the keys that replaced it; `lean_refusal(cfg)` names what keeps a config on
 Lightning's Trainer (DDP, mixed precision, gradient clipping, your own callbacks, ...).
 `fit_loop: lightning` always uses the Trainer; `fit_loop: lean` refuses a config the lean loop
 cannot run.
@@ -44,6 +48,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,7 +74,9 @@ LOOPS = ("auto", "lean", "lightning")
 
 _TRAINER_TARGET = "lightning.pytorch.Trainer"
 CHECKPOINT_TARGET = "lightning.pytorch.callbacks.ModelCheckpoint"
-"""The callback whose interval the lean loop's within-task checkpoint follows."""
+"""The callback the within-task checkpoint of `trainer.checkpoint_every_*` replaced."""
+CHECKPOINT_KEYS = ("checkpoint_every_minutes", "checkpoint_every_n_steps")
+"""The trainer keys of the within-task checkpoint's interval (none of Lightning's Trainer)."""
 _GUARD_TARGET = "clarena.pipelines.callbacks.NonFiniteLossGuard"
 _IGNORED = {
     "_target_",
@@ -80,6 +87,7 @@ _IGNORED = {
     "enable_model_summary",
     "default_root_dir",
     "num_sanity_val_steps",
+    *CHECKPOINT_KEYS,
 }
 """Trainer options the lean loop implements, or that have no effect on it."""
 _REQUIRED: dict[str, tuple[Any, ...]] = {
@@ -94,18 +102,6 @@ _REQUIRED: dict[str, tuple[Any, ...]] = {
     "logger": (True, None),
 }
 """Trainer options the lean loop accepts only with these values."""
-_CHECKPOINT_KEYS = {
-    "_target_",
-    "dirpath",
-    "filename",
-    "save_top_k",
-    "save_last",
-    "every_n_epochs",
-    "every_n_train_steps",
-    "save_on_train_epoch_end",
-    "enable_version_counter",
-    "verbose",
-}
 
 
 def lean_refusal(cfg: DictConfig) -> str | None:
@@ -126,11 +122,7 @@ def lean_refusal(cfg: DictConfig) -> str | None:
 
     for name, node in callback_nodes(cfg).items():
         target = node.get("_target_")
-        if target == CHECKPOINT_TARGET:
-            extra = set(node) - _CHECKPOINT_KEYS
-            if extra:
-                return f"callbacks.{name} sets {', '.join(sorted(extra))}"
-        elif target != _GUARD_TARGET:
+        if target != _GUARD_TARGET:
             return f"callbacks.{name} is {target} (only Lightning's Trainer runs callbacks)"
     return None
 
@@ -139,9 +131,20 @@ def use_lean(cfg: DictConfig) -> bool:
     """Whether `clarena train` runs `cfg` on the lean loop (see the module docstring).
 
     Raises:
-        ConfigError: for `fit_loop: lean` on a config the lean loop cannot run, or an unknown
-            `fit_loop`.
+        ConfigError: for a `ModelCheckpoint` callback (replaced by `trainer.checkpoint_every_*`),
+            a bad checkpoint interval, for `fit_loop: lean` on a config the lean loop cannot run,
+            or an unknown `fit_loop`.
     """
+    from clarena.pipelines.config import callback_nodes
+
+    for name, node in callback_nodes(cfg).items():
+        if node.get("_target_") == CHECKPOINT_TARGET:
+            raise ConfigError(
+                f"callbacks.{name}: the within-task checkpoint is no longer a ModelCheckpoint "
+                "callback; remove it and set trainer.checkpoint_every_minutes (default 10) or "
+                "trainer.checkpoint_every_n_steps"
+            )
+    checkpoint_interval(cfg)  # a wrong interval
     choice = cfg.get("fit_loop", "auto")
     if choice not in LOOPS:
         raise ConfigError(f"fit_loop={choice!r}: use one of {', '.join(LOOPS)}")
@@ -156,16 +159,62 @@ def use_lean(cfg: DictConfig) -> bool:
     return refusal is None
 
 
-def checkpoint_interval(cfg: DictConfig) -> tuple[int, int]:
-    """`(every_n_train_steps, every_n_epochs)` of the run's `ModelCheckpoint` (0: never)."""
-    from clarena.pipelines.config import callback_nodes
+def checkpoint_interval(cfg: DictConfig) -> tuple[float | None, int | None]:
+    """`(minutes, steps)` of the within-task checkpoint: `trainer.checkpoint_every_minutes` and
+    `trainer.checkpoint_every_n_steps` (None: not by that measure; both None: no checkpoint).
 
-    for node in callback_nodes(cfg).values():
-        if node.get("_target_") == CHECKPOINT_TARGET:
-            steps = int(node.get("every_n_train_steps") or 0)
-            epochs = int(node.get("every_n_epochs") or 0) if not steps else 0
-            return steps, epochs
-    return 0, 0
+    Raises:
+        ConfigError: for a value that is not a positive number (or null).
+    """
+    trainer = cfg.get("trainer") or {}
+    minutes, steps = (trainer.get(key, None) for key in CHECKPOINT_KEYS)
+    for key, value, kind in zip(CHECKPOINT_KEYS, (minutes, steps), (float, int), strict=True):
+        number = isinstance(value, (int, float) if kind is float else int)
+        if value is not None and (isinstance(value, bool) or not number or not value > 0):
+            raise ConfigError(
+                f"trainer.{key}={value!r}: use a positive "
+                f"{'number' if kind is float else 'integer'}, or null for no checkpoint "
+                f"{'by time' if kind is float else 'by steps'}"
+            )
+    return (None if minutes is None else float(minutes)), (None if steps is None else int(steps))
+
+
+class CheckpointSchedule:
+    """When the within-task checkpoint is due: `minutes` after the last write (or the start), or at
+    every multiple of `steps` optimizer steps, whichever comes first.
+
+    Args:
+        minutes: Time between two checkpoints (None: not by time).
+        steps: Optimizer steps between two checkpoints (None: not by steps).
+        clock: Seconds of a monotonic clock (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        minutes: float | None,
+        steps: int | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.seconds = None if minutes is None else 60.0 * minutes
+        self.steps = steps
+        self.clock = clock
+        self._last = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any checkpoint is written."""
+        return self.seconds is not None or self.steps is not None
+
+    def restart(self) -> None:
+        """Count the time from now (the start of a fit, or a write)."""
+        if self.seconds is not None:
+            self._last = self.clock()
+
+    def due(self, global_step: int) -> bool:
+        """Whether a checkpoint is due after optimizer step `global_step`."""
+        if self.steps is not None and global_step % self.steps == 0:
+            return True
+        return self.seconds is not None and self.clock() - self._last >= self.seconds
 
 
 def guard_interval(cfg: DictConfig) -> int:
@@ -249,8 +298,7 @@ class LeanTrainer:
         callbacks: Objects with Lightning callback hooks for the test (`RecordPredictions`).
         log_every_n_steps: Interval of the loss terms' check and write.
         checkpoint_dir: Folder of the within-task checkpoint (None: no checkpoint).
-        every_n_train_steps: Checkpoint every this many steps (0: by epochs).
-        every_n_epochs: Checkpoint at the end of every this many epochs (0: never).
+        checkpoint_every: When the within-task checkpoint is due (None: never).
         config_digest: Digest of the run's config, stored in the checkpoint.
         progress_bar: Draw the progress bar.
         num_tasks: The run's number of tasks (for the bar's label).
@@ -275,8 +323,7 @@ class LeanTrainer:
         callbacks: list[Any] | None = None,
         log_every_n_steps: int = 50,
         checkpoint_dir: Path | None = None,
-        every_n_train_steps: int = 0,
-        every_n_epochs: int = 0,
+        checkpoint_every: CheckpointSchedule | None = None,
         config_digest: str = "",
         progress_bar: bool = False,
         num_tasks: int | None = None,
@@ -292,7 +339,7 @@ class LeanTrainer:
         self.callbacks = list(callbacks or [])
         self.log_every_n_steps = max(1, int(log_every_n_steps))
         self.checkpoint_dir = checkpoint_dir
-        self.every_n_train_steps, self.every_n_epochs = every_n_train_steps, every_n_epochs
+        self.schedule = checkpoint_every if checkpoint_every and checkpoint_every.enabled else None
         self.config_digest = config_digest
         self.bar = (
             LeanProgressBar(task_id, num_tasks, max_epochs, max_steps) if progress_bar else None
@@ -417,6 +464,8 @@ class LeanTrainer:
         skip = self._restore(ckpt_path, module, optimizer, terms_log) if ckpt_path else 0
         if self.bar is not None:
             self.bar.start()
+        if self.schedule is not None:
+            self.schedule.restart()
         while not self._done():
             self._epoch(module, loader, stepper, terms_log, skip)
             skip = 0
@@ -467,9 +516,8 @@ class LeanTrainer:
                 from clarena.pipelines.callbacks import kill_now
 
                 kill_now()
-            if self.every_n_train_steps and self.global_step % self.every_n_train_steps == 0:
-                if not (done == total or self._done()):
-                    self._save(module, epoch, done)
+            if done != total and not self._done() and self._due():
+                self._save(module, epoch, done)
             if self._done():
                 break
         complete = done == total
@@ -480,10 +528,11 @@ class LeanTrainer:
         self._write_side()
         module.on_train_epoch_end()
         self.current_epoch += 1
-        by_epochs = self.every_n_epochs and self.current_epoch % self.every_n_epochs == 0
-        by_steps = self.every_n_train_steps and self.global_step % self.every_n_train_steps == 0
-        if (by_epochs or by_steps) and not self._done():
+        if not self._done() and self._due():  # due at the epoch's last batch: written here
             self._save(module, self.current_epoch, 0)
+
+    def _due(self) -> bool:
+        return self.schedule is not None and self.schedule.due(self.global_step)
 
     def _step(self, module: Any, stepper: _StepOptimizer, batch: Any, batch_idx: int) -> Any:
         """One optimizer step of automatic optimisation, as Lightning orders it."""
@@ -528,6 +577,8 @@ class LeanTrainer:
             logger.save()
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         ckpt.atomic_torch_save(state, self.checkpoint_dir / WITHIN_TASK_FILE)
+        if self.schedule is not None:
+            self.schedule.restart()
 
     def _restore(self, path: Path, module: Any, optimizer: Any, terms_log: Any) -> int:
         """Load the within-task checkpoint `path`; return the batches of its epoch to skip."""

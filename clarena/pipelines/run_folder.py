@@ -178,4 +178,6 @@ def load_run_config(run_dir: Path, trust: bool = False) -> Any:
     if not trust:
         received.check_targets(plain, path)
         received.check_paths_inside(plain, run_dir, path)
-    return OmegaConf.create(plain)
+    from clarena.pipelines.legacy_config import upgrade
+
+    return OmegaConf.create(upgrade(plain))  # a folder of an earlier clarena, in today's keys

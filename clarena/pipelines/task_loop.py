@@ -57,8 +57,9 @@ from clarena.pipelines.components import Components, build_components
 from clarena.pipelines.config import callback_nodes, logger_nodes, to_plain
 from clarena.pipelines.errors import ConfigError
 from clarena.pipelines.fit_loop import (
-    CHECKPOINT_TARGET,
+    CHECKPOINT_KEYS,
     WITHIN_TASK_FILE,
+    CheckpointSchedule,
     LeanTrainer,
     checkpoint_interval,
     guard_interval,
@@ -105,38 +106,36 @@ def build_trainer(
     num_tasks: int | None = None,
 ) -> pl.Trainer:
     """A fresh Trainer for task `task_id` with the configured callbacks plus the pipeline's own."""
-    callbacks = [instantiate(_at_epoch_ends(node)) for node in callback_nodes(cfg).values()]
-    for callback in callbacks:
-        if isinstance(callback, ModelCheckpoint):
-            callback.dirpath = str(ckpt.within_task_dir(run_dir))
-    # without a configured ModelCheckpoint, Lightning would add its own (into the run folder)
-    checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
+    callbacks = [instantiate(node) for node in callback_nodes(cfg).values()]
+    # a Trainer resumed from inside an epoch does not replay it exactly (only the lean loop
+    # does), so under the Trainer the within-task checkpoint is written at the end of every epoch
+    checkpointing = any(value is not None for value in checkpoint_interval(cfg))
+    if checkpointing:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=str(ckpt.within_task_dir(run_dir)),
+                filename=WITHIN_TASK_FILE.removesuffix(".ckpt"),
+                save_top_k=1,
+                save_last=False,
+                every_n_epochs=1,
+                save_on_train_epoch_end=True,
+                enable_version_counter=False,
+            )
+        )
     callbacks += [ResumeStateCallback(task_id, digest), *extra]
     has_bar = any(isinstance(c, ProgressBar) for c in callbacks)
     if cfg.trainer.get("enable_progress_bar", True) and not has_bar:
         callbacks.append(TaskProgressBar(task_id=task_id, num_tasks=num_tasks))
+    options = to_plain(cfg.trainer)
+    for key in CHECKPOINT_KEYS:
+        options.pop(key, None)
     return instantiate(
-        cfg.trainer,
+        options,
         logger=loggers if loggers else False,
         callbacks=callbacks,
         plugins=[ckpt.AtomicCheckpointIO()],
         enable_checkpointing=checkpointing,
     )
-
-
-def _at_epoch_ends(node: DictConfig) -> DictConfig:
-    """A `ModelCheckpoint` node with `every_n_train_steps` turned into one checkpoint at the end of
-    every epoch: a Trainer resumed from inside an epoch does not replay it exactly (only the lean
-    loop does), so under the Trainer the within-task checkpoint stays at epoch ends."""
-    if node.get("_target_") != CHECKPOINT_TARGET or not node.get("every_n_train_steps"):
-        return node
-    log.info(
-        "Lightning's Trainer writes the within-task checkpoint at the end of every epoch (where "
-        "its resume is exact); every_n_train_steps applies to the lean loop"
-    )
-    node = node.copy()
-    node.every_n_train_steps, node.every_n_epochs = None, 1
-    return node
 
 
 def build_lean_trainer(
@@ -152,7 +151,7 @@ def build_lean_trainer(
     """The lean loop of task `task_id` (`clarena.pipelines.fit_loop`), set up from `cfg` as
     `build_trainer` sets up a Trainer."""
     trainer = cfg.trainer
-    every_steps, every_epochs = checkpoint_interval(cfg)
+    minutes, steps = checkpoint_interval(cfg)
     max_epochs = trainer.get("max_epochs", None)
     return LeanTrainer(
         task_id,
@@ -163,8 +162,7 @@ def build_lean_trainer(
         callbacks=callbacks,
         log_every_n_steps=int(trainer.get("log_every_n_steps", 50)),
         checkpoint_dir=ckpt.within_task_dir(run_dir),
-        every_n_train_steps=every_steps,
-        every_n_epochs=every_epochs,
+        checkpoint_every=CheckpointSchedule(minutes, steps),
         config_digest=digest,
         progress_bar=bool(trainer.get("enable_progress_bar", True)),
         num_tasks=num_tasks,

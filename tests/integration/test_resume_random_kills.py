@@ -176,14 +176,10 @@ def test_kill_at_exact_steps_of_a_step_budget_resumes_bit_identically(
     assert_identical(run, er_reference)
 
 
-# The lean loop's within-task checkpoint every 5 steps: inside epochs (8 batches each here) and
-# inside logging intervals (every 4 steps), so a resume restores the epoch position, the loss terms
+# The within-task checkpoint every 5 steps: inside epochs (8 batches each here) and inside
+# logging intervals (every 4 steps), so a resume restores the epoch position, the loss terms
 # recorded since the last write and A-GEM's logged flag.
-STEP_CHECKPOINTS = (
-    "+callbacks.within_task_checkpoint.every_n_train_steps=5",
-    "callbacks.within_task_checkpoint.every_n_epochs=null",
-    "trainer.log_every_n_steps=4",
-)
+STEP_CHECKPOINTS = ("trainer.checkpoint_every_n_steps=5", "trainer.log_every_n_steps=4")
 CASES.append(("agem", "CIL", "split_digits", STEP_CHECKPOINTS))
 
 
@@ -226,3 +222,25 @@ def test_a_resume_from_inside_an_epoch_is_bit_identical_logs_included(
     assert_identical(run, reference)
     logs = "lightning_logs/metrics.csv"
     assert (run / logs).read_text() == (reference / logs).read_text()
+
+
+# The within-task checkpoint by time, every 6 ms of training (a few steps): where it lands
+# depends on the machine's speed, so a kill comes at some distance after one, before the next.
+TIME_CHECKPOINTS = ("trainer.checkpoint_every_minutes=0.0001", "trainer.log_every_n_steps=4")
+
+
+@pytest.mark.parametrize("step", [13, 19])
+def test_a_kill_between_two_time_based_checkpoints_resumes_bit_identically(
+    step: int, er_reference: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "killed"
+    kill = {"CLARENA_KILL_AT": f"task:2:step:{step}"}
+    args = (*ER_ARGS, *TIME_CHECKPOINTS)
+    killed = clarena("train", *args, f"output_dir={run}", cwd=tmp_path, env=kill)
+    assert killed.returncode == -signal.SIGKILL
+    state = torch.load(run / "checkpoints" / "within_task" / "last.ckpt", weights_only=True)
+    assert state["task_id"] == 2 and 0 < state["global_step"] < step
+    resumed = clarena("train", f"resume={run}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "continuing task 2 from" in (run / "train.log").read_text()
+    assert_identical(run, er_reference)

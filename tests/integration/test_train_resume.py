@@ -16,11 +16,13 @@ from test_train_support import clarena
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # ER: its replay buffer changes in every training step, so a resume inside a task only matches when
-# the buffer travels with Lightning's checkpoint. 3 tasks, 2 epochs of 9 batches each.
+# the buffer travels with the within-task checkpoint. 3 tasks, 2 epochs of 9 batches each, a
+# within-task checkpoint every 9 steps (at the first epoch's end).
 ARGS = (
     "cl_algorithm=er",
     "cl_dataset.num_tasks=3",
     "trainer.max_epochs=2",
+    "trainer.checkpoint_every_n_steps=9",
     "seed=3",
     "logger=none",
 )
@@ -63,7 +65,7 @@ def test_resume_after_sigkill_between_and_inside_tasks_gives_identical_results(
     assert killed.returncode == -signal.SIGKILL
     assert _saved(run) == ["after_task_1.pt", "after_task_2.pt"]
     assert (run / "checkpoints" / "within_task" / "last.ckpt").is_file()
-    # 3. resumed again: it continues task 3 from Lightning's checkpoint of its first epoch
+    # 3. resumed again: it continues task 3 from the checkpoint at the end of its first epoch
     resumed = clarena("train", f"resume={run}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     log = (run / "train.log").read_text()

@@ -1,7 +1,7 @@
 """SI and A-GEM killed inside a task resume to the same results as an uninterrupted run.
 
 SI's path integral grows at every optimizer step and A-GEM draws its replayed batches from its own
-generator, so the results only match when that state travels with Lightning's checkpoint.
+generator, so the results only match when that state travels with the within-task checkpoint.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _args(algorithm: str) -> tuple[str, ...]:
-    """3 split-digits tasks in CIL, 2 epochs of 9 batches each."""
+    """3 split-digits tasks in CIL, 2 epochs of 9 batches each, a within-task checkpoint at the
+    first epoch's end."""
     return (
         f"cl_algorithm={algorithm}",
         "scenario=CIL",
         "cl_dataset.num_tasks=3",
         "trainer.max_epochs=2",
+        "trainer.checkpoint_every_n_steps=9",
         "seed=3",
         "logger=none",
     )
@@ -55,7 +57,7 @@ def test_resume_inside_a_task_gives_identical_results(algorithm: str, tmp_path: 
     reference = clarena("train", *_args(algorithm), f"output_dir={tmp_path / 'ref'}", cwd=tmp_path)
     assert reference.returncode == 0, reference.stderr[-2000:]
     run = tmp_path / "run"
-    # killed in the second epoch of task 2 (after Lightning's checkpoint of its first epoch)
+    # killed in the second epoch of task 2 (after the checkpoint at its first epoch's end)
     killed = clarena(
         "train",
         *_args(algorithm),

@@ -23,7 +23,7 @@ def test_the_default_config_runs_on_the_lean_loop() -> None:
     cfg = compose_config([])
     assert lean_refusal(cfg) is None
     assert use_lean(cfg)
-    assert checkpoint_interval(cfg) == (0, 1)  # callbacks/default.yaml: every epoch
+    assert checkpoint_interval(cfg) == (10.0, None)  # trainer/default.yaml: every 10 minutes
     assert guard_interval(cfg) == 0
 
 
@@ -39,10 +39,6 @@ def test_the_default_config_runs_on_the_lean_loop() -> None:
             ["+callbacks.lr._target_=lightning.pytorch.callbacks.LearningRateMonitor"],
             "callbacks.lr is lightning.pytorch.callbacks.LearningRateMonitor (only Lightning's "
             "Trainer runs callbacks)",
-        ),
-        (
-            ["+callbacks.within_task_checkpoint.monitor=val/acc"],
-            "callbacks.within_task_checkpoint sets monitor",
         ),
     ],
 )
@@ -67,23 +63,54 @@ def test_fit_loop_lightning_always_uses_the_trainer_and_typos_are_refused() -> N
 def test_the_debug_callbacks_keep_the_nan_guard_and_no_checkpoint() -> None:
     cfg = compose_config(["trainer=debug"])
     assert use_lean(cfg)
-    assert checkpoint_interval(cfg) == (0, 0)
+    assert checkpoint_interval(cfg) == (None, None)
     assert guard_interval(cfg) == 1
 
 
-def test_a_step_interval_is_the_lean_checkpoint_interval_and_epoch_ends_under_a_trainer() -> None:
-    from clarena.pipelines.config import callback_nodes
-    from clarena.pipelines.task_loop import _at_epoch_ends
+def test_the_checkpoint_interval_is_read_and_checked() -> None:
+    cfg = compose_config(["trainer.checkpoint_every_n_steps=200"])
+    assert checkpoint_interval(cfg) == (10.0, 200)
+    cfg = compose_config(["trainer.checkpoint_every_minutes=0.5"])
+    assert checkpoint_interval(cfg) == (0.5, None)
+    for override, message in [
+        ("trainer.checkpoint_every_minutes=0", "trainer.checkpoint_every_minutes=0: use a "
+         "positive number, or null for no checkpoint by time"),
+        ("trainer.checkpoint_every_n_steps=2.5", "trainer.checkpoint_every_n_steps=2.5: use a "
+         "positive integer, or null for no checkpoint by steps"),
+        ("trainer.checkpoint_every_minutes=abc", "trainer.checkpoint_every_minutes='abc'"),
+    ]:  # fmt: skip
+        with pytest.raises(ConfigError) as err:
+            use_lean(compose_config([override]))
+        assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
-    cfg = compose_config(
-        [
-            "+callbacks.within_task_checkpoint.every_n_train_steps=200",
-            "callbacks.within_task_checkpoint.every_n_epochs=null",
-        ]
+
+def test_a_model_checkpoint_callback_is_refused_naming_what_replaced_it() -> None:
+    cfg = compose_config(["+callbacks.ckpt._target_=lightning.pytorch.callbacks.ModelCheckpoint"])
+    with pytest.raises(ConfigError) as err:
+        use_lean(cfg)
+    assert str(err.value) == (
+        "callbacks.ckpt: the within-task checkpoint is no longer a ModelCheckpoint callback; "
+        "remove it and set trainer.checkpoint_every_minutes (default 10) or "
+        "trainer.checkpoint_every_n_steps"
     )
-    assert checkpoint_interval(cfg) == (200, 0)
-    node = _at_epoch_ends(callback_nodes(cfg)["within_task_checkpoint"])
-    assert node.every_n_train_steps is None and node.every_n_epochs == 1
+
+
+def test_an_earlier_run_folders_checkpoint_callback_becomes_the_trainer_interval() -> None:
+    from clarena.pipelines.legacy_config import upgrade
+
+    node = {"_target_": "lightning.pytorch.callbacks.ModelCheckpoint", "every_n_epochs": 1}
+    old = {"trainer": {"max_steps": 5}, "callbacks": {"within_task_checkpoint": node}}
+    assert upgrade(old) == {
+        "trainer": {"max_steps": 5, "checkpoint_every_minutes": 10,
+                    "checkpoint_every_n_steps": None},
+        "callbacks": {},
+    }  # fmt: skip
+    node = {"_target_": "lightning.pytorch.callbacks.ModelCheckpoint", "every_n_train_steps": 500}
+    old = {"trainer": {}, "callbacks": {"c": node}}
+    assert upgrade(old)["trainer"] == {
+        "checkpoint_every_minutes": 10,
+        "checkpoint_every_n_steps": 500,
+    }
 
 
 def test_lightnings_nvml_check_is_lifted_inside_the_lean_loop_only(
