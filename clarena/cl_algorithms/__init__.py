@@ -17,6 +17,8 @@ to its class.
 | `bc_new_error` | `BCNewError` | all (TIL, CIL: with a buffer) | `ce`, `replay_ce`¹, `dissonance` |
 | `strict_imitation` | `StrictImitation` | all (TIL, CIL: with a buffer) | as `bc_new_error` |
 | `focal_distillation` | `FocalDistillation` | all (TIL, CIL: with a buffer) | as `bc_new_error` |
+| `elodi` | `ELODI` | DIL, DataIL | `ce`, `ldi` (towards an ensemble) |
+| `bcwi` | `BCWI` | DIL, DataIL | `ce` (weights interpolated towards h1 after training) |
 | `icarl` | `ICaRL` | CIL, TIL | `bce`, `distillation` (test: nearest mean of exemplars) |
 | `si` | `SI` | all | `ce`, `si` |
 | `mas` | `MAS` | all | `ce`, `mas` |
@@ -45,9 +47,12 @@ if TYPE_CHECKING:  # what `__getattr__` imports on first use, for type checkers 
     from clarena.cl_algorithms.base import CLAlgorithm
     from clarena.cl_algorithms.bc_base import BCAlgorithm
     from clarena.cl_algorithms.bc_new_error import BCNewError
+    from clarena.cl_algorithms.bcwi import BCWI
     from clarena.cl_algorithms.composed import Composed
+    from clarena.cl_algorithms.deployed import DeployedModel
     from clarena.cl_algorithms.der import DER
     from clarena.cl_algorithms.derpp import DERPP
+    from clarena.cl_algorithms.elodi import ELODI
     from clarena.cl_algorithms.er import ER
     from clarena.cl_algorithms.ewc import EWC
     from clarena.cl_algorithms.finetuning import Finetuning
@@ -70,11 +75,14 @@ if TYPE_CHECKING:  # what `__getattr__` imports on first use, for type checkers 
 _CLASSES: dict[str, str] = {
     "AGEM": "agem",
     "BCAlgorithm": "bc_base",
+    "BCWI": "bcwi",
     "BCNewError": "bc_new_error",
     "CLAlgorithm": "base",
     "Composed": "composed",
     "DER": "der",
+    "DeployedModel": "deployed",
     "DERPP": "derpp",
+    "ELODI": "elodi",
     "ER": "er",
     "EWC": "ewc",
     "Finetuning": "finetuning",
@@ -102,6 +110,8 @@ _REGISTRY: dict[str, str] = {
     "bc_new_error": "BCNewError",
     "strict_imitation": "StrictImitation",
     "focal_distillation": "FocalDistillation",
+    "elodi": "ELODI",
+    "bcwi": "BCWI",
     "icarl": "ICaRL",
     "si": "SI",
     "mas": "MAS",
@@ -116,8 +126,10 @@ config name to its class. The YAML-only compositions of `Composed` (`lwf_bc`, `e
 __all__ = [
     "AGEM",
     "ALGORITHMS",
+    "BCWI",
     "DER",
     "DERPP",
+    "ELODI",
     "ER",
     "EWC",
     "HAT",
@@ -127,6 +139,7 @@ __all__ = [
     "BCNewError",
     "CLAlgorithm",
     "Composed",
+    "DeployedModel",
     "Finetuning",
     "FocalDistillation",
     "ICaRL",
@@ -140,9 +153,12 @@ __all__ = [
     "base",
     "bc_base",
     "bc_new_error",
+    "bcwi",
     "composed",
+    "deployed",
     "der",
     "derpp",
+    "elodi",
     "er",
     "ewc",
     "exemplars",

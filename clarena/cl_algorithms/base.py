@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from lightning import LightningModule
 from torch import Tensor, nn
 
+from clarena.cl_algorithms.deployed import DeployedModel
 from clarena.cl_algorithms.snapshot import Snapshot, cpu_state
 from clarena.cl_algorithms.train_terms import TrainTermsLog
 from clarena.heads import Heads
@@ -53,10 +54,14 @@ class CLAlgorithm(LightningModule):
             one task to the next instead of starting each task with a fresh one (see
             `carry_optimizer_state`); the reference implementation of van de Ven et al. (2022)
             keeps one Adam for the whole sequence.
+        deployed_model: the weights of a deployed model to update (`update.old_model`,
+            `clarena.cl_algorithms.deployed`): task 1 loads them and changes nothing, so the
+            deployed model is the model after task 1, h1 of the next task and the old model of its
+            compatibility.
 
     Raises:
-        ValueError: when the algorithm does not support `scenario`, or the heads were built for
-            another scenario.
+        ValueError: when the algorithm does not support `scenario`, the heads were built for
+            another scenario, or `deployed_model` does not fit the backbone.
     """
 
     supported_scenarios: ClassVar[tuple[str, ...]] = SCENARIOS
@@ -75,6 +80,7 @@ class CLAlgorithm(LightningModule):
         scenario: str,
         lr_scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
         keep_optimizer_state: bool = False,
+        deployed_model: DeployedModel | None = None,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -94,6 +100,10 @@ class CLAlgorithm(LightningModule):
                 f"{name}: optimizer must be a factory taking the parameters (Hydra `_partial_: "
                 f"true`), got {type(optimizer).__name__}."
             )
+        if deployed_model is not None:
+            deployed_model.check_backbone(backbone)
+        self.deployed_model = deployed_model
+        """The deployed model that task 1 loads instead of training (None: task 1 trains)."""
         self.backbone = backbone
         self.heads = heads
         self.optimizer_factory = optimizer
@@ -166,6 +176,8 @@ class CLAlgorithm(LightningModule):
         if self.needs_h1 and task_id > 1:
             self._set_h1(self.snapshot())
         self.heads.setup_task(task_id, int(datamodule.output_dim(task_id)))
+        if task_id == 1 and self.deployed_model is not None:
+            self.deployed_model.load_into(self.backbone, self.heads)
         self.heads.to(self._model_device())
         self.task_id = task_id
 
@@ -190,6 +202,10 @@ class CLAlgorithm(LightningModule):
         once, stops the run when a term was NaN or infinite, and logs each term's mean as
         `train/<name>` and the mean sum as `train/loss`.
         """
+        if self.task_id == 1 and self.deployed_model is not None:
+            # the deployed model is not trained: a loss reaching no parameter (none gets a
+            # gradient, so no optimizer step changes one, weight decay included)
+            return torch.zeros((), device=self.device, requires_grad=True)
         terms = self.loss_terms(batch)
         values = torch.stack(list(terms.values()))
         loss = values.sum()

@@ -33,6 +33,7 @@ def build_components(cfg: DictConfig, load_data: bool = True) -> Components:
     from hydra.utils import instantiate
 
     from clarena.heads import make_heads
+    from clarena.pipelines.deployed import update_options
 
     stage = "cl_dataset"
     try:
@@ -47,6 +48,8 @@ def build_components(cfg: DictConfig, load_data: bool = True) -> Components:
         heads = make_heads(cfg.scenario, backbone.output_dim, datamodule.head_outputs)
         stage = "optimizer"
         optimizer = instantiate(cfg.optimizer)
+        stage = "update"
+        updating = update_options(cfg, backbone, int(datamodule.num_tasks))
         stage = "cl_algorithm"
         algorithm = instantiate(
             cfg.cl_algorithm,
@@ -54,7 +57,10 @@ def build_components(cfg: DictConfig, load_data: bool = True) -> Components:
             heads=heads,
             optimizer=optimizer,
             scenario=cfg.scenario,
+            **updating,
         )
+    except ConfigError:
+        raise
     except Exception as exc:  # every constructor refusal is bad input
         raise _refused(stage, exc) from exc
     return Components(datamodule, algorithm)
