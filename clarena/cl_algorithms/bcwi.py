@@ -110,8 +110,8 @@ class BCWI(Composed):
         for alpha in self.alphas:
             self._load(interpolate_weights(old, new, alpha))
             right = torch.cat([self(x, t).argmax(1) == y for x, y, t in batches])
-            accuracies.append(float(right.float().mean()))
-            nfrs.append(float((old_right & ~right).float().mean()))
+            accuracies.append(int(right.sum()) / right.numel())  # exact fractions of counts
+            nfrs.append(int((old_right & ~right).sum()) / right.numel())
         chosen = choose_alpha(
             self.alphas, accuracies, nfrs, self.select, self.max_nfr, self.nfr_weight
         )

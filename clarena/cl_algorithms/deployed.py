@@ -22,7 +22,6 @@ DataIL the heads' state is `linear.weight`, `linear.bias`). `docs/model_updates.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor, nn
@@ -58,19 +57,25 @@ def _split(source: str, flat: Mapping[str, Any]) -> tuple[dict[str, Tensor], dic
     )
 
 
-@dataclass(frozen=True)
 class DeployedModel:
     """The weights of a deployed model (CPU tensors) and where they came from.
 
-    Attributes:
+    A plain class, not a dataclass: Hydra's `instantiate` would turn a dataclass argument into a
+    structured config, which cannot hold tensors.
+
+    Args:
         backbone: the backbone's state dict.
         heads: the heads' state dict.
         source: the file they were read from (named in every error).
     """
 
-    backbone: dict[str, Tensor]
-    heads: dict[str, Tensor]
-    source: str
+    def __init__(self, backbone: dict[str, Tensor], heads: dict[str, Tensor], source: str) -> None:
+        self.backbone = backbone
+        self.heads = heads
+        self.source = source
+
+    def __repr__(self) -> str:
+        return f"DeployedModel(source={self.source!r})"
 
     @classmethod
     def from_payload(cls, payload: Any, source: str) -> DeployedModel:

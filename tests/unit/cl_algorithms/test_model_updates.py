@@ -221,3 +221,27 @@ def test_bcwi_chooses_the_largest_alpha_within_the_budget_on_validation_data() -
     with pytest.raises(ValueError, match="must contain 0"):
         build_algorithm("bcwi", "DataIL", alphas=[0.5, 1.0], select="nfr_budget")
     copy.deepcopy(algorithm)  # the stored datamodule does not stop a copy
+
+
+def test_the_documented_route_from_a_plain_pytorch_model(tmp_path: Path) -> None:
+    # docs/model_updates.md: build clarena's backbone, copy the weights in, save both parts
+    torch.manual_seed(4)
+    plain = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2)
+    )
+    torch.save(plain.state_dict(), tmp_path / "my_model.pt")
+    mine = torch.load(tmp_path / "my_model.pt", weights_only=True)
+    backbone = build_algorithm("finetuning", "DataIL").backbone
+    backbone.load_state_dict({"net.1.weight": mine["1.weight"], "net.1.bias": mine["1.bias"]})
+    heads = {"linear.weight": mine["3.weight"], "linear.bias": mine["3.bias"]}
+    torch.save({"backbone": backbone.state_dict(), "heads": heads}, tmp_path / "deployed.pt")
+
+    algorithm = build_algorithm("bc_new_error", "DataIL")
+    cfg = OmegaConf.create({"update": {"old_model": str(tmp_path / "deployed.pt")}})
+    options = update_options(cfg, algorithm.backbone, num_tasks=2)
+    algorithm = build_algorithm("bc_new_error", "DataIL", **options)
+    stream = SyntheticStream("DataIL", num_tasks=2, seed=3)
+    results = run_tasks(algorithm, stream, [1], max_steps=2)
+    x, _, _ = stream.test_sets[0].tensors
+    with torch.no_grad():
+        assert torch.equal(results.predictions(1, 1), plain(x).argmax(1))
