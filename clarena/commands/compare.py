@@ -143,7 +143,7 @@ def console_table(result: dict[str, Any], gates: list[dict[str, Any]], worst: in
         f"  negative flips {result['negative_flips']}, positive flips {result['positive_flips']}",
     ]
     ranked = sorted(result["per_class"], key=lambda r: (-r["nfr"], -r["n"]))[:worst]
-    lines.append(f"classes with the highest NFR (%), 95 % Wilson interval, of {len(ranked)}:")
+    lines.append(f"the {len(ranked)} classes of highest NFR (%), with 95 % Wilson intervals:")
     lines += [
         f"  {str(r['class'])[:24]:<24} n={r['n']:<6} NFR {_percent(r['nfr'])}  "
         f"[{_percent(r['ci_low']).strip()}, {_percent(r['ci_high']).strip()}]"

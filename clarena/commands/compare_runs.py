@@ -106,6 +106,10 @@ def read_checkpoint(path: Path) -> Predictions:
     return found
 
 
+NOT_BUILT = frozenset({"trainer", "callbacks", "logger", "hydra"})
+"""Config groups of a checkpoint that testing its model never instantiates."""
+
+
 def predict_on_dataset(path: Path, dataset_file: Path, trust: bool = False) -> Predictions:
     """The predictions of a task checkpoint's model on the test data of a dataset config.
 
@@ -133,25 +137,35 @@ def predict_on_dataset(path: Path, dataset_file: Path, trust: bool = False) -> P
             )
         received.refuse_resolvers(dataset, dataset_file)
         merged = received.resolve_received({**config, "cl_dataset": dataset}, dataset_file)
-        if not trust:
-            received.check_targets(merged, path)
+        if not trust:  # what build_components instantiates (never the trainer, loggers, ...)
+            received.check_targets({k: v for k, v in merged.items() if k not in NOT_BUILT}, path)
         components = build_components(OmegaConf.create(merged))
         algorithm, datamodule = components.algorithm, components.datamodule
         algorithm.load_cl_state_dict(state["cl_state"])
     except ClarenaError as exc:
         raise CompareInputError(str(exc)) from None
-    except (OSError, KeyError, ValueError) as exc:
-        cause = " ".join(str(exc).split()) or type(exc).__name__
-        raise CompareInputError(f"cannot rebuild the model of {path} ({cause})") from None
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:  # e.g. weights of other shapes
+        cause = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise CompareInputError(
+            f"cannot rebuild the model of {path} for {dataset_file} ({cause}); pass a dataset "
+            "with the inputs and classes the model was trained on"
+        ) from None
     algorithm.eval()
     parts = []
-    for task in range(1, int(datamodule.num_tasks) + 1):
-        log = PredictionLog()
-        for batch in datamodule.task_test_dataloader(task):
-            log.update(algorithm.test_step(batch, 0))
-        tested = log.compute().get(task)
-        if tested is not None:
-            parts.append((task, tested["preds"], tested["targets"]))
+    try:
+        for task in range(1, int(datamodule.num_tasks) + 1):
+            log = PredictionLog()
+            for batch in datamodule.task_test_dataloader(task):
+                log.update(algorithm.test_step(batch, 0))
+            tested = log.compute().get(task)
+            if tested is not None:
+                parts.append((task, tested["preds"], tested["targets"]))
+    except (RuntimeError, ValueError, OSError) as exc:  # shapes that do not fit, missing files
+        cause = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise CompareInputError(
+            f"the model of {path} cannot be tested on {dataset_file} ({cause}); pass a dataset "
+            "with the inputs and classes the model was built for"
+        ) from None
     if not parts:
         raise CompareInputError(f"the model of {path} has a head for no task of {dataset_file}")
     found = _per_task(str(path), parts)
