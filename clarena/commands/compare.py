@@ -73,30 +73,40 @@ def _limit(low: float, high: float, what: str, open_ends: bool = False):
 
 
 def _parser() -> _Parser:
-    parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog=PROG,
+        description="The release gate of an update of a deployed model: NFR, PFR, NFI, BTC, BEC, "
+        "per-class NFR with Wilson intervals, McNemar's test; compare.json and compare.html.",
+        epilog="exit status: 0 every gate passed, 1 a gate failed, 2 bad input (nothing written)",
+    )
     parser.add_argument("old", type=Path, help="the deployed model's predictions: file, run, .pt")
     parser.add_argument("new", type=Path, help="the update's predictions on the same samples")
-    parser.add_argument("--out", type=Path, default=Path("compare"), help="folder to write into")
+    parser.add_argument(
+        "--out", type=Path, default=Path("compare"), metavar="DIR", help="output folder (./compare)"
+    )
     fraction = _limit(0.0, 1.0, "a fraction")
-    parser.add_argument("--max-nfr", type=fraction, help="largest NFR allowed (fraction)")
-    parser.add_argument("--max-class-nfr", type=fraction, help="largest NFR of any class")
+    parser.add_argument("--max-nfr", type=fraction, metavar="F", help="largest NFR (fraction)")
+    parser.add_argument("--max-class-nfr", type=fraction, metavar="F", help="largest class NFR")
     parser.add_argument(
         "--min-accuracy-gain",
         type=_limit(-100.0, 100.0, "a number of percentage points"),
+        metavar="P",
         help="smallest accuracy gain allowed, in percentage points (negative: a drop)",
     )
     parser.add_argument(
         "--alpha",
         type=_limit(0.0, 1.0, "a significance level", open_ends=True),
+        metavar="A",
         help="fail when the update is significantly worse (exact McNemar p < ALPHA)",
     )
     parser.add_argument(
         "--dataset",
         type=Path,
+        metavar="FILE",
         help="a cl_dataset config to test the models of task checkpoints (.pt) on",
     )
     parser.add_argument(
-        "--gallery", type=int, default=48, help="most flipped images on the page (run folders)"
+        "--gallery", type=int, default=48, metavar="N", help="most flipped images on the page"
     )
     parser.add_argument(
         "--trust-config",
