@@ -184,7 +184,7 @@ def _failure(gate: dict[str, Any]) -> str:
 def _run(args: argparse.Namespace) -> int:
     from clarena.commands.compare_inputs import CompareInputError, align
     from clarena.core.files import atomic_write_text, describe_os_error
-    from clarena.metrics.functional.release import compare_predictions, evaluate_gates
+    from clarena.metrics.functional.release import GATE_NAMES, compare_predictions, evaluate_gates
 
     if args.gallery < 0:
         raise _BadInput(f"--gallery must be >= 0, got {args.gallery}")
@@ -198,8 +198,7 @@ def _run(args: argparse.Namespace) -> int:
         result = compare_predictions(old.labels, old.predictions, new.predictions, old.groups)
     except (CompareInputError, ValueError) as exc:
         raise _BadInput(str(exc)) from None
-    limits = ("max_nfr", "max_class_nfr", "min_accuracy_gain", "alpha")
-    gates = evaluate_gates(result, **{k: getattr(args, k) for k in limits})
+    gates = evaluate_gates(result, **{name: getattr(args, name) for name in GATE_NAMES})
     names = _class_names(old.config or new.config)
     page = _page(result, gates, old, new, names, args.gallery)
     text = json.dumps(compare_json(result, gates), indent=2, allow_nan=False) + "\n"
