@@ -78,7 +78,10 @@ class ELODI(Composed):
         margin: $\\xi \\ge 0$.
         p: the norm $p \\ge 1$.
         ensemble_size: $M$ reference models to train at each update (0: `ensemble` is required).
-        ensemble_epochs: epochs of each reference model's training.
+        ensemble_epochs: epochs of each reference model's training (-1: no limit, as
+            Lightning's `max_epochs`).
+        ensemble_max_steps: optimizer steps of each reference model at most (-1: no limit); with
+            the two set as the trainer's, each reference model is trained as the update is.
         ensemble_init: `"current"` or `"random"` (see `ENSEMBLE_INITS`).
         ensemble_seed: the seed of the reference models (member $m$ of task $t$ uses
             `ensemble_seed + 1000 * t + m`).
@@ -100,6 +103,7 @@ class ELODI(Composed):
         p: float = 2.0,
         ensemble_size: int = 0,
         ensemble_epochs: int = 1,
+        ensemble_max_steps: int = -1,
         ensemble_init: str = "current",
         ensemble_seed: int = 0,
         ensemble: Sequence[DeployedModel] | None = None,
@@ -113,10 +117,10 @@ class ELODI(Composed):
                 f"ELODI: ensemble_init must be one of {', '.join(ENSEMBLE_INITS)}, got "
                 f"{ensemble_init!r}."
             )
-        if ensemble_size < 0 or ensemble_epochs < 1:
+        if ensemble_size < 0 or (ensemble_epochs < 1 and ensemble_max_steps < 1):
             raise ValueError(
-                f"ELODI: ensemble_size must be >= 0 and ensemble_epochs >= 1, got "
-                f"{ensemble_size} and {ensemble_epochs}."
+                f"ELODI: ensemble_size must be >= 0 and ensemble_epochs or ensemble_max_steps "
+                f">= 1, got {ensemble_size}, {ensemble_epochs} and {ensemble_max_steps}."
             )
         loaded = list(ensemble or [])
         if ensemble_size == 0 and not loaded:
@@ -133,6 +137,7 @@ class ELODI(Composed):
             model.check_backbone(self.backbone)
         self.ensemble_size = int(ensemble_size)
         self.ensemble_epochs = int(ensemble_epochs)
+        self.ensemble_max_steps = int(ensemble_max_steps)
         self.ensemble_init = ensemble_init
         self.ensemble_seed = int(ensemble_seed)
         self.loaded_ensemble = loaded
@@ -184,7 +189,8 @@ class ELODI(Composed):
                 heads.train()
                 optimizer = self.optimizer_factory([*backbone.parameters(), *heads.parameters()])
                 set_epoch = getattr(getattr(loader, "sampler", None), "set_epoch", None)
-                for epoch in range(self.ensemble_epochs):
+                epoch, steps = 0, 0
+                while self._more(epoch, steps):
                     if set_epoch is not None:  # clarena's loaders: a seeded order per epoch
                         set_epoch((m + 1) * MEMBER_EPOCH_STRIDE + epoch)
                     for x, y, task_ids in loader:
@@ -193,8 +199,18 @@ class ELODI(Composed):
                         optimizer.zero_grad(set_to_none=True)
                         loss.backward()
                         optimizer.step()
+                        steps += 1
+                        if not self._more(epoch, steps):
+                            break
+                    epoch += 1
             members.append(Snapshot(backbone, heads))
         return members
+
+    def _more(self, epoch: int, steps: int) -> bool:
+        """Whether a reference model trains on (within its epoch and step limits)."""
+        epochs_left = self.ensemble_epochs < 1 or epoch < self.ensemble_epochs
+        steps_left = self.ensemble_max_steps < 1 or steps < self.ensemble_max_steps
+        return epochs_left and steps_left
 
     def extra_cl_state(self) -> dict[str, Any]:
         """`Composed`'s state and the reference models' weights."""
