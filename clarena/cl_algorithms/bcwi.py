@@ -97,7 +97,8 @@ class BCWI(Composed):
     @torch.no_grad()
     def interpolate(self, val_batches: Any) -> float:
         """Evaluate every $\\alpha$ of the grid on `val_batches` (`(x, y, task_ids)`), set the
-        weights to $\\theta(\\alpha)$ of the chosen one, record and return it."""
+        weights to $\\theta(\\alpha)$ of the chosen one, record and return it. Under DDP the counts
+        of every process's shard are summed first, so every process picks the same $\\alpha$."""
         device = self._model_device()
         h1 = self._h1_on(device)
         batches = [(x.to(device), y.to(device), t.to(device)) for x, y, t in val_batches]
@@ -106,12 +107,18 @@ class BCWI(Composed):
         new = {k: v.clone() for k, v in model_state(self.backbone, self.heads).items()}
         training = self.training
         self.eval()
-        accuracies, nfrs = [], []
+        counts = []  # per alpha: right, negative flips, samples
         for alpha in self.alphas:
             self._load(interpolate_weights(old, new, alpha))
             right = torch.cat([self(x, t).argmax(1) == y for x, y, t in batches])
-            accuracies.append(int(right.sum()) / right.numel())  # exact fractions of counts
-            nfrs.append(int((old_right & ~right).sum()) / right.numel())
+            counts.append(torch.stack([right.sum(), (old_right & ~right).sum()]))
+        pooled = torch.stack(counts).to(torch.int64)
+        pooled = torch.cat([pooled, pooled.new_full((len(counts), 1), old_right.numel())], 1)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(pooled)  # every rank's shard: one alpha for all
+        table = pooled.tolist()
+        accuracies = [r / n for r, _, n in table]  # exact fractions of the counts
+        nfrs = [f / n for _, f, n in table]
         chosen = choose_alpha(
             self.alphas, accuracies, nfrs, self.select, self.max_nfr, self.nfr_weight
         )

@@ -174,6 +174,12 @@ class ELODI(Composed):
         return Snapshot(backbone, heads)
 
     def _trained_members(self, task_id: int, datamodule: Any) -> list[Snapshot]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            raise ValueError(
+                "ELODI trains its reference models in one process (each DDP process would train "
+                "its own on its shard); train them in a single-process run and load them with "
+                "update.ensemble."
+            )
         device = self.fit_device or self._model_device()
         loader = datamodule.train_dataloader()
         members = []
