@@ -50,8 +50,8 @@ def _scan_split(split_dir: Path, classes: list[str]) -> tuple[list[str], np.ndar
         found = _images_below(split_dir / name)
         if not found:
             raise ValueError(
-                f"class folder {str(split_dir / name)!r} holds no image "
-                f"({', '.join(sorted(image_suffixes())[:6])}, ...): add images or delete the folder"
+                f"class folder {str(split_dir / name)!r} holds no image (.png, .jpg, ... any "
+                "format Pillow reads): add images or delete the folder"
             )
         paths += found
         labels += [label] * len(found)

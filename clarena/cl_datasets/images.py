@@ -1,9 +1,9 @@
 """Reading single images: a header probe for the checks before training, and decoding to uint8.
 
 Every image becomes a uint8 tensor `(C, H, W)` with `C` = 1 (grey) or 3 (RGB), whatever its file
-format or Python type: JPEG and PNG files are decoded by `torchvision.io` (libjpeg-turbo, libpng),
-every other format Pillow reads by Pillow; PIL images, numpy arrays and tensors of a user's
-`Dataset` are converted without a file. A file that cannot be read raises `ImageError`, whose
+format or Python type: files are decoded by Pillow (any format it reads; `torchvision.io`'s
+decoders are deprecated since torchvision 0.29), and PIL images, numpy arrays and tensors of a
+user's `Dataset` are converted without a file. A file that cannot be read raises `ImageError`, whose
 message names the file and the fix, also when it is met inside a `DataLoader` worker.
 """
 
@@ -19,9 +19,6 @@ import torch
 
 GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
 """Pillow modes without colour: a source of such images only gets one channel."""
-
-_TORCHVISION_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
-
 
 class ImageError(ValueError):
     """An image file that cannot be read or decoded; the message names it and the fix."""
@@ -75,15 +72,9 @@ def decode_file(path: str | Path, channels: int) -> torch.Tensor:
     Raises:
         ImageError: naming the file, if it cannot be decoded (truncated, corrupt, unreadable).
     """
-    path = Path(path)
+    from PIL import Image
+
     try:
-        if path.suffix.lower() in _TORCHVISION_SUFFIXES:
-            from torchvision.io import ImageReadMode, decode_image, read_file
-
-            mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
-            return decode_image(read_file(str(path)), mode=mode)
-        from PIL import Image
-
         with Image.open(path) as image:
             return to_uint8_chw(image, channels)
     except ImageError:

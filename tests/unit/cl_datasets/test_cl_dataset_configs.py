@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cl_dataset_helpers import write_image_folder
+from cl_dataset_helpers import write_own_source
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -36,9 +36,11 @@ def test_config_instantiates_without_reading_files(name, tmp_path):
     assert raw["scenario"] == "${scenario}" and raw["data_root"] == "${data_root}"
     assert raw["seed"] == "${seed}" and "_target_" in raw
     scenario = "DataIL" if name.startswith("update_") else "TIL"
-    if raw.get("root") == "???":  # a source of the user's: a small image folder
+    if raw["source"] in ("folder", "npz", "hf"):  # a source of the user's: a small one
+        if raw["source"] == "hf":
+            pytest.importorskip("datasets")
         raw_cfg = OmegaConf.load(CONFIG_DIR / f"{name}.yaml")
-        raw_cfg.root = str(write_image_folder(tmp_path / "images"))
+        raw_cfg.root = str(write_own_source(raw["source"], tmp_path / "own"))
         top = OmegaConf.create({"scenario": scenario, "data_root": str(tmp_path), "seed": 3})
         data = instantiate(OmegaConf.merge(top, {"cl_dataset": raw_cfg}).cl_dataset)
     else:
