@@ -360,6 +360,12 @@ class CLAlgorithm(LightningModule):
         """An algorithm's own checkpointed state (weights-only-safe), merged into the CL state."""
         return {}
 
+    def results_record(self) -> dict[str, Any]:
+        """What the algorithm reports of its own choices into the results (numbers, strings, lists
+        and dicts; `metrics.json`, key `algorithm`; BCWI's $\\alpha$): the task loop passes it to
+        `CLResults.set_algorithm_record` after every task. Nothing by default."""
+        return {}
+
     def load_extra_cl_state(self, state: Mapping[str, Any]) -> None:
         """Restore what `extra_cl_state` saved."""
 

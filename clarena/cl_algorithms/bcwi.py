@@ -144,6 +144,10 @@ class BCWI(Composed):
         self.backbone.load_state_dict(split["backbone"])
         self.heads.load_state_dict(split["heads"])
 
+    def results_record(self) -> dict[str, Any]:
+        """`{"bcwi": {"task_<t>": record}}`: each update's $\\alpha$ and validation curve."""
+        return {"bcwi": {f"task_{t}": r for t, r in sorted(self.alpha_records.items())}}
+
     def extra_cl_state(self) -> dict[str, Any]:
         """`Composed`'s state and the chosen $\\alpha$ of every update."""
         return {

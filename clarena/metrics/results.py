@@ -86,6 +86,9 @@ class CLResults:
         self._task_times: dict[int, float] = {}
         self._timed_by_loop: set[int] = set()
         self._clock = time.monotonic()
+        self.algorithm_record: dict[str, Any] = {}
+        """What the algorithm reports of its own choices (BCWI's $\\alpha$ per update), written
+        to `metrics.json` under `algorithm` (`set_algorithm_record`)."""
 
     # ----------------------------------------------------------------- feeding
     def _set_targets(self, test_task: int, targets: Tensor, length: int) -> None:
@@ -161,6 +164,12 @@ class CLResults:
             raise ValueError(f"reference accuracies must be fractions in [0, 1], got {values}")
         self.reference_accuracy = values
         self.reference_name = str(name)
+
+    def set_algorithm_record(self, record: Mapping[str, Any]) -> None:
+        """Replace the algorithm's record (`CLAlgorithm.results_record()`: numbers, strings,
+        lists and dicts), which `metrics.json` holds under `algorithm`; the task loop sets it after
+        every task."""
+        self.algorithm_record = dict(record)
 
     def set_task_time(self, task_id: int, seconds: float) -> None:
         """Record the wall-clock time of task `task_id` (training and testing), in seconds.
@@ -315,6 +324,7 @@ class CLResults:
             "reference_accuracy": self.reference_accuracy,
             "reference_name": self.reference_name,
             "compatibility": self.compatibility(),
+            "algorithm": self.algorithm_record,
             "config": config,
         }
         if self.has_task_aware:
@@ -377,6 +387,7 @@ class CLResults:
             ],
             "reference_name": self.reference_name,
             "reference_accuracy": self.reference_accuracy,
+            "algorithm_record": self.algorithm_record,
             "task_times": [
                 {"task": t, "seconds": s, "by_loop": t in self._timed_by_loop}
                 for t, s in sorted(self._task_times.items())
@@ -403,6 +414,7 @@ class CLResults:
         self.reference_name = state.get("reference_name", "reference")
         ref = state.get("reference_accuracy")
         self.reference_accuracy = None if ref is None else [float(v) for v in ref]
+        self.algorithm_record = dict(state.get("algorithm_record") or {})
         for item in state.get("task_times", []):  # absent in checkpoints of clarena <= 0.1.0
             self._task_times[int(item["task"])] = float(item["seconds"])
             if item.get("by_loop"):

@@ -245,3 +245,28 @@ def test_the_documented_route_from_a_plain_pytorch_model(tmp_path: Path) -> None
     x, _, _ = stream.test_sets[0].tensors
     with torch.no_grad():
         assert torch.equal(results.predictions(1, 1), plain(x).argmax(1))
+
+
+def test_bcwi_reports_its_alpha_into_metrics_json(tmp_path: Path) -> None:
+    import json
+
+    from clarena.metrics import CLResults
+
+    algorithm = build_algorithm("bcwi", "DataIL", alphas=[0.0, 1.0])
+    algorithm.alpha_records[2] = {
+        "alpha": 0.0,
+        "alphas": [0.0, 1.0],
+        "val_accuracy": [0.5, 0.75],
+        "val_nfr": [0.0, 0.25],
+    }
+    results = CLResults("DataIL")
+    labels = torch.tensor([0, 1, 1, 0])
+    results.add(1, 1, labels, labels)
+    results.set_algorithm_record(algorithm.results_record())
+    results.write(tmp_path, plots=False)
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["algorithm"] == {"bcwi": {"task_2": algorithm.alpha_records[2]}}
+    again = CLResults()
+    again.load_state_dict(results.state_dict())
+    assert again.algorithm_record == written["algorithm"]
+    assert build_algorithm("finetuning", "DataIL").results_record() == {}
