@@ -101,7 +101,7 @@ class ELODI(Composed):
         top_k: int = 3,
         margin: float = 0.0,
         p: float = 2.0,
-        ensemble_size: int = 0,
+        ensemble_size: int = 3,
         ensemble_epochs: int = 1,
         ensemble_max_steps: int = -1,
         ensemble_init: str = "current",

@@ -101,6 +101,8 @@ SCENARIO_FOR = {name: "CIL" for name in ALGORITHMS} | {
     "ewc": "TIL",
     "strict_imitation": "DIL",
     "hat": "TIL",
+    "elodi": "DIL",
+    "bcwi": "DIL",
 }
 
 

@@ -160,13 +160,15 @@ def test_elodi_loads_its_ensemble_and_needs_one() -> None:
         DeployedModel.from_payload(_weights(_trained_model(seed=s)), f"m{s}.pt") for s in (1, 2)
     ]
     stream = SyntheticStream("DataIL", num_tasks=2, seed=3)
-    algorithm = build_algorithm("elodi", "DataIL", ensemble=loaded)
+    algorithm = build_algorithm("elodi", "DataIL", ensemble_size=0, ensemble=loaded)
     run_tasks(algorithm, stream, [1, 2], max_steps=3)
     for member, model in zip(algorithm.members, loaded):
         weights = model_state(member.backbone, member.heads)
         assert torch.equal(weights["heads.linear.weight"], model.heads["linear.weight"])
     with pytest.raises(ValueError, match="needs reference models"):
         build_algorithm("elodi", "DataIL", ensemble_size=0)
+    with pytest.raises(ValueError, match="not both"):
+        build_algorithm("elodi", "DataIL", ensemble_size=2, ensemble=loaded)
     with pytest.raises(ValueError, match="does not support scenario 'CIL'"):
         build_algorithm("elodi", "CIL", ensemble_size=1)
 
