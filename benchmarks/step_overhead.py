@@ -6,9 +6,10 @@ a 784-32 ReLU MLP with a 32-2 head, Adam
 (lr 1e-3), batches of 128 reshuffled every epoch, `--steps` optimizer steps.
 
 - **clarena**: the components and the loop that `clarena train` builds for a task
-  (`clarena.pipelines.task_loop.build_components` / `build_lean_trainer` from the composed config:
-  `trainer=default`, `callbacks=default` (within-task checkpoint every epoch), the CSV logger,
-  the progress bar unless `--no-bar`), and `fit` of `Finetuning` on task 1.
+  (`clarena.pipelines.task_loop.build_components`, the loop of `clarena.pipelines.loop` on the
+  run's Fabric, from the composed config: `trainer=default` (within-task checkpoint every 10
+  minutes), `callbacks=default`, the CSV logger, the progress bar unless `--no-bar`), and `fit` of
+  `Finetuning` on task 1.
 - **bare**: the same MLP and head in a hand-written loop over a float copy of the same images:
   `randperm` per epoch, index, forward, cross-entropy, `zero_grad`, `backward`, `step`.
 
@@ -18,10 +19,9 @@ alternating pairs and (clarena - bare) / steps in milliseconds.
 
     OMP_NUM_THREADS=1 python benchmarks/step_overhead.py --steps 2000 --repeats 5
 
-`--variant` times other loops in the same run, to show where the time goes: `trainer` (the
-pipeline on Lightning's Trainer, `fit_loop=lightning`: its callbacks, logger and bar),
-`lightning` (a plain Lightning Trainer with no logger, callbacks or progress bar around the same
-algorithm), `lightning_min` (that plain Trainer around a minimal LightningModule holding the bare
+`--variant` times other loops in the same run, to show where the time goes: `lightning` (a plain
+Lightning Trainer with no logger, callbacks or progress bar around the same algorithm),
+`lightning_min` (that plain Trainer around a minimal LightningModule holding the bare
 loop's model and batches: Lightning's loop alone), `fabric` (a sketch of an inner loop on
 Lightning Fabric around the same algorithm, loader and CSV logger).
 """
@@ -73,29 +73,29 @@ def _components(steps: int, out: Path, bar: bool):
     return cfg, components, build_loggers(cfg)
 
 
-def _pipeline_fit(steps: int, out: Path, bar: bool, lean: bool) -> Callable[[], None]:
-    """Fit task 1 with the trainer `clarena train` builds: the lean loop (`build_lean_trainer`)
-    or Lightning's Trainer with the pipeline's callbacks, logger and bar (`build_trainer`)."""
-    from clarena.pipelines.task_loop import build_lean_trainer, build_trainer
+def run_clarena(steps: int, out: Path, bar: bool) -> Callable[[], None]:
+    """Task 1 as `clarena train` runs it: a fresh `Loop` on the run's Fabric, with the
+    configured callbacks, loggers, bar and within-task checkpoint."""
+    from clarena.pipelines import checkpoint as ckpt
+    from clarena.pipelines.loop import Loop, make_fabric
+    from clarena.pipelines.task_loop import build_callbacks, build_settings
 
     cfg, components, loggers = _components(steps, out, bar)
-    build = build_lean_trainer if lean else build_trainer
+    settings, callbacks = build_settings(cfg), build_callbacks(cfg)
+    fabric = make_fabric(settings, callbacks)
 
     def fit() -> None:
-        trainer = build(cfg, out, 1, loggers, [])
-        trainer.fit(components.algorithm, datamodule=components.datamodule)
+        loop = Loop(
+            fabric,
+            1,
+            settings,
+            loggers=loggers,
+            checkpoint_dir=ckpt.within_task_dir(out),
+            callbacks=callbacks,
+        )
+        loop.fit(components.algorithm, datamodule=components.datamodule)
 
     return fit
-
-
-def run_clarena(steps: int, out: Path, bar: bool) -> Callable[[], None]:
-    """Task 1 as `clarena train` runs it (the lean loop, `fit_loop: auto`)."""
-    return _pipeline_fit(steps, out, bar, lean=True)
-
-
-def run_trainer(steps: int, out: Path, bar: bool) -> Callable[[], None]:
-    """Task 1 as `clarena train fit_loop=lightning` runs it."""
-    return _pipeline_fit(steps, out, bar, lean=False)
 
 
 def run_lightning(steps: int, out: Path, bar: bool) -> Callable[[], None]:
@@ -263,7 +263,6 @@ def run_bare(steps: int, out: Path, bar: bool) -> Callable[[], None]:
 
 RUNNERS = {
     "clarena": run_clarena,
-    "trainer": run_trainer,
     "lightning": run_lightning,
     "lightning_min": run_lightning_min,
     "fabric": run_fabric,
@@ -288,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--variant",
         action="append",
-        choices=["trainer", "lightning", "lightning_min", "fabric"],
+        choices=["lightning", "lightning_min", "fabric"],
         default=[],
     )
     parser.add_argument("--no-bar", action="store_true", help="clarena without the progress bar")

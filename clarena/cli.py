@@ -116,9 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         keep_freed_memory()
     from clarena.pipelines.ddp import is_child
 
-    if is_child():  # a DDP child started by rank zero's Lightning: join that run
-        from clarena.pipelines.ddp import worker_main
+    if is_child():  # a DDP child started by rank zero's Fabric: join that run
+        from clarena.core.lazy import collector_paused
 
+        with collector_paused():  # the run's heavy imports (torch, Lightning): it says why
+            from clarena.pipelines.task_loop import worker_main
         return worker_main()
     if not args or args[0] in {"-h", "--help"}:
         print(_usage())

@@ -1,4 +1,4 @@
-"""Collectives of a run on several processes (Lightning DDP), and no-ops on one.
+"""Collectives of a run on several processes (DDP through Lightning Fabric), and no-ops on one.
 
 Everything here works whether or not `torch.distributed` is initialised: on one process each
 function returns its input (or does nothing), so callers need no branch.

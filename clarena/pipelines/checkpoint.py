@@ -6,12 +6,15 @@ A run folder holds, under `checkpoints/`:
   Fisher, replay buffer, ...), the metrics accumulator's state, the random-number states of python,
   numpy and torch, and the resolved config. Resuming from it continues exactly where the
   uninterrupted run would be.
-- `within_task/last.ckpt` during a task: the lean loop's checkpoint (`clarena.pipelines.fit_loop`:
-  model, optimizer, position inside the task, random-number states, the algorithm's extra state),
-  or, under Lightning's Trainer, Lightning's checkpoint at the end of the last epoch with the
-  random-number states and the algorithm's extra state added
-  (`clarena.pipelines.callbacks.ResumeStateCallback`). It is deleted once the task's own checkpoint
-  is written.
+- `within_task/last.ckpt` during a task, written by the loop (`clarena.pipelines.loop`) every
+  `trainer.checkpoint_every_minutes` or `checkpoint_every_n_steps` (`save_within_task`): the
+  model, the optimizer (and scheduler), the position inside the task (step, epoch, batches done in
+  the epoch), the random-number states, the algorithm's `extra_cl_state()`, the loss terms
+  recorded since the last write and the config's digest. The order of an epoch is a function of
+  the loader's seed and the epoch, so a resume inside an epoch (`load_within_task`) draws the
+  epoch's batches again, skips the ones already trained and restores the random-number states
+  just before the next step, where the uninterrupted run stood. Under DDP rank zero writes it and
+  every rank reads it. It is deleted once the task's own checkpoint is written.
 
 Every file is written under a temporary name in the same folder and renamed (`os.replace`, see
 `clarena.core.files`), so a process killed at any moment leaves either the previous file or the
@@ -30,8 +33,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.fabric.utilities.types import _PATH
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from clarena.core.files import atomic_write_bytes
 from clarena.pipelines.errors import ClarenaError
@@ -44,6 +45,15 @@ CHECKPOINT_DIR = "checkpoints"
 
 WITHIN_TASK_DIR = "within_task"
 """Sub-folder of `checkpoints/` holding the checkpoint of the task in progress."""
+
+WITHIN_TASK_FILE = "last.ckpt"
+"""The within-task checkpoint's file name."""
+
+WITHIN_TASK_FORMAT = "clarena.within_task"
+"""The `format` entry of the within-task checkpoint."""
+
+WITHIN_TASK_VERSION = 1
+"""Version of that checkpoint's layout (the same as the lean loop's before the move to Fabric)."""
 
 _TASK_FILE = re.compile(r"after_task_(\d+)\.pt$")
 
@@ -88,18 +98,6 @@ def safe_load(path: Path) -> Any:
             f"cannot read the checkpoint {path}: {kind}; delete it to resume from the checkpoint "
             "before it, or start the run again"
         ) from exc
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint IO, writing through a temporary file and a rename."""
-
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
-    ) -> None:
-        """Save `checkpoint` to `path` atomically (`storage_options` is not supported)."""
-        if storage_options is not None:
-            raise TypeError("AtomicCheckpointIO takes no storage_options")
-        atomic_torch_save(checkpoint, Path(path))
 
 
 def capture_rng() -> dict[str, Any]:
@@ -240,3 +238,77 @@ def check_task_checkpoints(run_dir: Path, digest: str) -> list[int]:
                 "run cannot be rebuilt as it was: restore the config, or start a new run"
             )
     return done
+
+
+def is_within_task_checkpoint(checkpoint: Any) -> bool:
+    """Whether a loaded `within_task/last.ckpt` was written by clarena's loop (not by Lightning's
+    Trainer, which wrote it before the loop moved onto Fabric)."""
+    return isinstance(checkpoint, dict) and checkpoint.get("format") == WITHIN_TASK_FORMAT
+
+
+def save_within_task(loop: Any, module: Any, epoch: int, batches_done: int) -> None:
+    """Write the within-task checkpoint of `loop` (a `clarena.pipelines.loop.Loop`), which is
+    after `batches_done` batches of `epoch`; rank zero writes, the others only restart the
+    schedule."""
+    if loop.schedule is not None:
+        loop.schedule.restart()
+    if loop.checkpoint_dir is None or not loop.is_global_zero:
+        return
+    terms_log = getattr(module, "_train_terms", None)
+    extra = getattr(module, "extra_cl_state", None)
+    scheduler = loop.lr_scheduler
+    state = {
+        "format": WITHIN_TASK_FORMAT,
+        "format_version": WITHIN_TASK_VERSION,
+        "task_id": loop.task_id,
+        "config_digest": loop.config_digest,
+        "global_step": loop.global_step,
+        "epoch": epoch,
+        "batches_done": batches_done,
+        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+        "optimizer": loop.optimizers[0].state_dict(),
+        "lr_scheduler": None if scheduler is None else scheduler.state_dict(),
+        "rng": capture_rng(),
+        "extra_cl_state": extra() if extra is not None else {},
+        "train_terms": terms_log.loop_state() if terms_log is not None else None,
+        "side": {k: [v.cpu() for v in vs] for k, vs in loop.side.items()},
+    }
+    for logger in loop.loggers:  # the logs on disk reach the checkpoint's step
+        logger.save()
+    loop.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save(state, loop.checkpoint_dir / WITHIN_TASK_FILE)
+
+
+def load_within_task(path: Path, loop: Any, module: Any) -> int:
+    """Load the within-task checkpoint `path` into `loop` and `module`; return the batches of its
+    epoch to skip (the random-number states are restored just before the next step).
+
+    Raises:
+        CheckpointError: The file is not the loop's checkpoint of this task.
+    """
+    state = safe_load(path)
+    if not is_within_task_checkpoint(state) or state.get("format_version") != WITHIN_TASK_VERSION:
+        raise CheckpointError(
+            f"{path} was not written by this clarena's loop; delete it to redo the task from the "
+            "checkpoint before it"
+        )
+    if int(state["task_id"]) != loop.task_id:
+        raise CheckpointError(
+            f"{path} belongs to task {state['task_id']}, not task {loop.task_id}; delete "
+            "checkpoints/within_task/ and resume again"
+        )
+    device = loop.root_device
+    module.load_state_dict(state["state_dict"])
+    loop.optimizers[0].load_state_dict(state["optimizer"])
+    if loop.lr_scheduler is not None and state["lr_scheduler"] is not None:
+        loop.lr_scheduler.load_state_dict(state["lr_scheduler"])
+    if state["extra_cl_state"] and hasattr(module, "load_extra_cl_state"):
+        module.load_extra_cl_state(state["extra_cl_state"])
+    terms_log = getattr(module, "_train_terms", None)
+    if terms_log is not None and state["train_terms"] is not None:
+        terms_log.load_loop_state(state["train_terms"], device)
+    loop.side = {k: [v.to(device) for v in vs] for k, vs in state["side"].items()}
+    loop.global_step = int(state["global_step"])
+    loop.current_epoch = int(state["epoch"])
+    loop.resume_rng = state["rng"]
+    return int(state["batches_done"])

@@ -36,11 +36,7 @@ PASSED_BY_PIPELINE = {
     "backbone": ("input_shape",),
     "cl_algorithm": ("backbone", "heads", "optimizer", "scenario"),
     "optimizer": ("params",),
-    "trainer": ("logger", "callbacks", "plugins", "enable_checkpointing"),
 }
-
-#: Keys of a group's node that the pipeline reads itself and does not pass to its `_target_`.
-READ_BY_PIPELINE = {"trainer": ("checkpoint_every_minutes", "checkpoint_every_n_steps")}
 
 
 def searchpath_override(config_dirs: Sequence[str]) -> list[str]:
@@ -78,6 +74,10 @@ def _composition_error(exc: Exception, overrides: Sequence[str]) -> ConfigError:
         )
     if text.startswith("Could not override '") or text.startswith("Could not append to config"):
         key = text.split("'")[1]
+        from clarena.pipelines.loop_settings import REPLACED
+
+        if key == "fit_loop" or (key.startswith("trainer.") and key[8:] in REPLACED):
+            return ConfigError(f"{key}: {REPLACED[key.removeprefix('trainer.')]}")
         return ConfigError(
             f"unknown config key {key!r}: check its spelling against `clarena train --cfg job`, "
             f"or add a new key with +{key}=..."
@@ -217,7 +217,7 @@ def check_target_node(node: DictConfig, where: str, passed: Sequence[str] = ()) 
     takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     for key in node:
         key = str(key)
-        if (key.startswith("_") and key.endswith("_")) or key in READ_BY_PIPELINE.get(where, ()):
+        if key.startswith("_") and key.endswith("_"):
             continue
         if key in passed:
             raise ConfigError(
@@ -269,9 +269,9 @@ def _check_top_level(cfg: DictConfig) -> None:
             "flush_denormal=false"
         )
     _check_budget(cfg)
-    from clarena.pipelines.fit_loop import use_lean
+    from clarena.pipelines.loop_settings import check_loop_config
 
-    use_lean(cfg)  # an unknown fit_loop, or fit_loop=lean on a config it cannot run
+    check_loop_config(cfg)  # what the loop no longer takes, naming what replaced it
     for key in ("output_dir", "experiment_name"):
         if not isinstance(cfg.get(key), str) or not cfg.get(key):
             raise ConfigError(f"{key} must be a non-empty string, got {cfg.get(key)!r}")

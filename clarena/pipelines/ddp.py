@@ -1,14 +1,16 @@
-"""`clarena train` on several processes: how Lightning's DDP children re-enter a run.
+"""`clarena train` on several processes: how the DDP children of Fabric's launcher re-enter a run.
 
-Lightning's `ddp` strategy starts the other ranks of a run by running this process's command again
+`trainer.devices=N` (N > 1) runs N processes: the run's Fabric
+(`clarena.pipelines.loop.make_fabric`) launches them with its subprocess launcher, which runs this
+process's command again
 (`python <script> ...` or `python -m clarena ...`) with `LOCAL_RANK` and friends in the environment.
 clarena does not let such a child go through `clarena train` again (a second Hydra folder, a second
-`config.yaml`, a lock it could never take). Before the first `trainer.fit`, rank zero puts the run
+`config.yaml`, a lock it could never take). Before it launches them, rank zero puts the run
 folder and the resume flag in the environment (`DDP_RUN_DIR_ENV`, `DDP_RESUME_ENV`); a process
 that starts with those and a non-zero `LOCAL_RANK` is a *worker*: `clarena.cli` hands it to
-`worker_main`, which rebuilds the run from the folder's `config.yaml` (written by rank zero before
-any child exists) and runs the same task loop. Under SLURM (`srun` starts every rank of the job),
-the ranks are told apart by `SLURM_PROCID`, with the same effect.
+`clarena.pipelines.task_loop.worker_main`, which rebuilds the run from the folder's `config.yaml`
+(written by rank zero before any child exists) and runs the same task loop. Under SLURM (`srun`
+starts every rank of the job), the ranks are told apart by `SLURM_PROCID`, with the same effect.
 
 Who does what:
 
@@ -16,11 +18,13 @@ Who does what:
   (gradients averaged by DDP), tests its shard, and takes part in the gathers, so that the test
   predictions, the replay buffer and the Fisher are the same on every rank;
 - rank zero alone: holds the folder's lock, writes `config.yaml`, the results, the reports and the
-  checkpoints; Lightning writes logs and within-task checkpoints from rank zero only.
+  checkpoints, the logs and the within-task checkpoints.
 
-A rank that dies ends the run: Lightning's observer kills the others when a child dies, and a worker
-asks the kernel to kill it when rank zero dies (`PR_SET_PDEATHSIG`), so no process is left waiting
-in a collective. `clarena train resume=<dir>` then continues as for a one-process run.
+A rank that dies ends the run: Fabric's launcher watches its children and kills the whole group when
+one dies, and a worker asks the kernel to kill it when rank zero dies (`PR_SET_PDEATHSIG`), so no
+process is left waiting in a collective. SIGTERM (or Ctrl-C) to rank zero stops it with the resume
+line (`clarena.pipelines.train`), and its workers die with it. `clarena train resume=<dir>` then
+continues as for a one-process run.
 """
 
 from __future__ import annotations
@@ -41,14 +45,15 @@ _LAUNCH_ENV = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_P
 
 
 def is_child() -> bool:
-    """Whether this process is a DDP child that rank zero's Lightning started for its run."""
+    """Whether this process is a DDP child that rank zero's Fabric started for its run."""
     return bool(os.environ.get(DDP_RUN_DIR_ENV)) and os.environ.get("LOCAL_RANK", "0") != "0"
 
 
 def slurm_rank(trainer_cfg: object) -> int:
     """This task's rank when SLURM started every rank of a DDP run (`srun`), else 0."""
-    strategy = str(getattr(trainer_cfg, "get", lambda *_: None)("strategy", None) or "")
-    if "ddp" not in strategy or "SLURM_NTASKS" not in os.environ:
+    get = getattr(trainer_cfg, "get", lambda key, default=None: default)
+    several = get("num_nodes", 1) not in (1, "1") or get("devices", 1) not in (1, "1", "auto")
+    if not ("ddp" in str(get("strategy", "") or "") or several) or "SLURM_NTASKS" not in os.environ:
         return 0
     return int(os.environ.get("SLURM_PROCID", "0") or 0)
 
@@ -61,7 +66,7 @@ def announce(run_dir: Path, resume: bool) -> list[str]:
 
 
 def finish(launched_here: list[str]) -> None:
-    """After a run: close the process group and forget the launch variables Lightning set.
+    """After a run: close the process group and forget the launch variables Fabric set.
 
     The next run of this process (a job of a sweep) then starts its own children.
     """
@@ -73,22 +78,8 @@ def finish(launched_here: list[str]) -> None:
         os.environ.pop(name, None)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent (rank zero) dies."""
     if sys.platform.startswith("linux"):
         pr_set_pdeathsig = 1
         ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-def worker_main() -> int:
-    """Run this rank's part of the run rank zero started; return the exit code."""
-    from clarena.core.lazy import collector_paused
-    from clarena.pipelines.run_folder import load_run_config
-
-    with collector_paused():  # the run's heavy imports (torch, Lightning): it says why
-        from clarena.pipelines.task_loop import run_experiment
-    _die_with_parent()
-    run_dir = Path(os.environ[DDP_RUN_DIR_ENV])
-    resume = os.environ.get(DDP_RESUME_ENV) == "1"
-    cfg = load_run_config(run_dir, trust=True)  # rank zero checked it before starting us
-    run_experiment(cfg, run_dir, resume=resume, worker=True)
-    return 0

@@ -43,8 +43,6 @@ def evaluate_run(run_dir: Path, output: Path, trust: bool = False) -> tuple[obje
         The new `CLResults`, and the largest absolute difference from the run's saved accuracy
         matrix (`None` when the run has no saved results to compare with).
     """
-    from hydra.utils import instantiate
-
     from clarena.core.lazy import collector_paused
 
     with collector_paused():  # the heavy imports (torch, Lightning): it says why
@@ -52,8 +50,9 @@ def evaluate_run(run_dir: Path, output: Path, trust: bool = False) -> tuple[obje
         from clarena.pipelines import checkpoint as ckpt
         from clarena.pipelines.callbacks import RecordPredictions
         from clarena.pipelines.config import to_plain
+        from clarena.pipelines.loop import Loop
         from clarena.pipelines.run_folder import load_run_config
-        from clarena.pipelines.task_loop import build_components
+        from clarena.pipelines.task_loop import build_components, one_process_fabric
 
     cfg = load_run_config(run_dir, trust=trust)
     tasks = ckpt.finished_tasks(run_dir)
@@ -63,24 +62,18 @@ def evaluate_run(run_dir: Path, output: Path, trust: bool = False) -> tuple[obje
             f"resume the run first (clarena train resume={run_dir})"
         )
     components = build_components(cfg)
+    fabric, settings = one_process_fabric(cfg)  # one process, also for a run trained with DDP
     results = CLResults(cfg.scenario)
     saved = CLResults(cfg.scenario)
     for task_id in tasks:
         state = ckpt.load_task_checkpoint(ckpt.task_checkpoint_path(run_dir, task_id))
         components.algorithm.load_cl_state_dict(state["cl_state"])
         components.datamodule.setup_task(task_id)
-        trainer = instantiate(
-            cfg.trainer,
-            logger=False,
-            callbacks=[RecordPredictions(results, task_id)],
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            default_root_dir=str(output),
-            strategy="auto",  # one process, also for a run trained with DDP
-            devices=1,
-            num_nodes=1,
+        Loop(fabric, task_id, settings).test(
+            components.algorithm,
+            datamodule=components.datamodule,
+            recorders=[RecordPredictions(results, task_id)],
         )
-        trainer.test(components.algorithm, datamodule=components.datamodule, verbose=False)
         saved.load_state_dict(state["results"])
     results.write(output, to_plain(cfg))
     new, old = results.accuracy_matrix(), saved.accuracy_matrix()

@@ -1,12 +1,10 @@
-"""The progress bar of the lean loop, and the label both loops' bars share.
+"""The progress bar of the loop (`clarena.pipelines.loop`), drawn on rank zero.
 
 `task_label` is the text left of the bar: "task 3/5 · epoch 2/3", or "task 3/5 · epoch 2 ·
-2000 steps" under a step budget (tasks and epochs counted from 1). `LeanProgressBar` draws the
-lean loop's bar with rich (the library of Lightning's `RichProgressBar`, which the Trainer path
-uses through `clarena.pipelines.callbacks.TaskProgressBar`), redrawn at most every
-`refresh_seconds` (and at the end of an epoch), never from a background thread: a redraw costs
-about 0.5 ms of CPU, as much as a small model's step, so a bar redrawn every step would double the
-run.
+2000 steps" under a step budget (tasks and epochs counted from 1). `ProgressBar` draws it with
+rich, redrawn at most every `refresh_seconds` (and at the end of an epoch), never from a
+background thread: a redraw costs about 0.5 ms of CPU, as much as a small model's step, so a bar
+redrawn every step would double the run.
 """
 
 from __future__ import annotations
@@ -33,7 +31,7 @@ def task_label(
     return " · ".join(parts)
 
 
-class LeanProgressBar:
+class ProgressBar:
     """A rich bar over the batches of an epoch, with the last logged `train/loss`.
 
     Args:

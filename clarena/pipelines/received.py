@@ -35,6 +35,7 @@ ALLOWED_TARGETS = (
     "clarena.cl_algorithms.",
     "clarena.pipelines.loggers.",
     "clarena.pipelines.callbacks.",
+    "clarena.pipelines.loop_settings.LoopSettings",
     "torch.optim.",
     "lightning.pytorch.loggers.",
     "lightning.pytorch.callbacks.",

@@ -4,22 +4,20 @@ For each task $t = 1..T$ of the dataset (`run_tasks`, the loop every caller shar
 
 1. `datamodule.setup_task(t, cumulative=algorithm.cumulative_data)`;
 2. `algorithm.on_task_start(t, datamodule)` (snapshot h1, grow the heads, ...);
-3. a fresh trainer (so `trainer.max_epochs` / `trainer.max_steps` count per task) fits the task,
-   with a within-task checkpoint: the lean loop (`clarena.pipelines.fit_loop.LeanTrainer`) when
-   the config allows it (one process, one device, `fit_loop: auto`), else a Lightning `Trainer`
-   (DDP, mixed precision, your own callbacks, `fit_loop: lightning`); both give the same results;
-4. `trainer.test` on every task so far; each `test_step` returns its predictions, which the
-   `RecordPredictions` callback adds to the `clarena.metrics.CLResults` accumulator (and logs as
+3. a fresh `clarena.pipelines.loop.Loop` on the run's one Fabric (so `trainer.max_epochs` /
+   `trainer.max_steps` count per task) fits the task, with its within-task checkpoint;
+4. the loop tests every task so far; each `test_step` returns its predictions, which
+   `RecordPredictions` adds to the `clarena.metrics.CLResults` accumulator (and logs as
    `test/acc/task_<k>`);
 5. `algorithm.on_task_end(t, datamodule)` (Fisher, replay buffer, ...);
 6. the results tables are rewritten (the plots after the last task) and the whole CL state is
-   checkpointed atomically
-   (`clarena.pipelines.checkpoint`).
+   checkpointed atomically (`clarena.pipelines.checkpoint`).
 
 `run_experiment(cfg, run_dir, resume=True)` continues a run from its last task checkpoint and, when
 the process died inside a task, from the within-task checkpoint of that task: the random-number
 states travel with both, so the resumed run ends with the same accuracy matrix as an uninterrupted
-one.
+one. The run's Fabric is made once (`make_fabric`): under DDP it starts the other ranks
+(`clarena.pipelines.ddp`), which run this same loop.
 """
 
 from __future__ import annotations
@@ -35,39 +33,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.fabric.utilities.seed import seed_everything
 from omegaconf import DictConfig, OmegaConf
 
 from clarena.core.files import atomic_write_text
 from clarena.metrics import CLResults
 from clarena.pipelines import checkpoint as ckpt
 from clarena.pipelines import ddp
-from clarena.pipelines.callbacks import (
-    KillSwitch,
-    RecordPredictions,
-    ResumeStateCallback,
-    TaskProgressBar,
-    kill_now,
-    kill_point,
-)
+from clarena.pipelines.callbacks import RecordPredictions, kill_now, kill_point, kills_rank
 from clarena.pipelines.components import Components, build_components
 from clarena.pipelines.config import callback_nodes, logger_nodes, to_plain
 from clarena.pipelines.errors import ConfigError
-from clarena.pipelines.fit_loop import (
-    CHECKPOINT_KEYS,
-    WITHIN_TASK_FILE,
-    CheckpointSchedule,
-    LeanTrainer,
-    checkpoint_interval,
-    guard_interval,
-    is_lean_checkpoint,
-    resolve_device,
-    use_lean,
-)
 from clarena.pipelines.loggers import CSVLogger, TaskSteps
+from clarena.pipelines.loop import Loop, make_fabric
+from clarena.pipelines.loop_settings import LoopSettings
 from clarena.pipelines.run_folder import CONFIG_FILE, config_digest, relocatable
 
 log = logging.getLogger(__name__)
@@ -82,93 +63,48 @@ class Progress:
 
     task: int = 0
     num_tasks: int = 0
-    trainer: Any = None
-    """The task's `pl.Trainer` or `LeanTrainer`."""
+    loop: Any = None
+    """The task's `Loop`."""
 
     @property
     def step(self) -> int:
         """The optimizer steps done in the current task."""
-        return int(self.trainer.global_step) if self.trainer is not None else 0
+        return int(self.loop.global_step) if self.loop is not None else 0
 
 
 def build_loggers(cfg: DictConfig) -> list[Any]:
-    """The experiment loggers of `cfg` (one instance per run, shared by the tasks' Trainers)."""
+    """The experiment loggers of `cfg` (one instance per run, shared by the tasks' loops)."""
     return [instantiate(node) for node in logger_nodes(cfg).values()]
 
 
-def build_trainer(
-    cfg: DictConfig,
-    run_dir: Path,
-    task_id: int,
-    loggers: list[Any],
-    extra: list[Any],
-    digest: str = "",
-    num_tasks: int | None = None,
-) -> pl.Trainer:
-    """A fresh Trainer for task `task_id` with the configured callbacks plus the pipeline's own."""
-    callbacks = [instantiate(node) for node in callback_nodes(cfg).values()]
-    # a Trainer resumed from inside an epoch does not replay it exactly (only the lean loop
-    # does), so under the Trainer the within-task checkpoint is written at the end of every epoch
-    checkpointing = any(value is not None for value in checkpoint_interval(cfg))
-    if checkpointing:
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=str(ckpt.within_task_dir(run_dir)),
-                filename=WITHIN_TASK_FILE.removesuffix(".ckpt"),
-                save_top_k=1,
-                save_last=False,
-                every_n_epochs=1,
-                save_on_train_epoch_end=True,
-                enable_version_counter=False,
-            )
+def build_settings(cfg: DictConfig) -> LoopSettings:
+    """The loop's settings of `cfg` (its `trainer` node)."""
+    settings = instantiate(cfg.trainer)
+    if not isinstance(settings, LoopSettings):
+        raise ConfigError(
+            f"trainer._target_ builds a {type(settings).__name__}, not the loop's settings: use "
+            "clarena.pipelines.loop_settings.LoopSettings (trainer=default, cpu, gpu, ddp)"
         )
-    callbacks += [ResumeStateCallback(task_id, digest), *extra]
-    has_bar = any(isinstance(c, ProgressBar) for c in callbacks)
-    if cfg.trainer.get("enable_progress_bar", True) and not has_bar:
-        callbacks.append(TaskProgressBar(task_id=task_id, num_tasks=num_tasks))
-    options = to_plain(cfg.trainer)
-    for key in CHECKPOINT_KEYS:
-        options.pop(key, None)
-    return instantiate(
-        options,
-        logger=loggers if loggers else False,
-        callbacks=callbacks,
-        plugins=[ckpt.AtomicCheckpointIO()],
-        enable_checkpointing=checkpointing,
-    )
+    return settings
 
 
-def build_lean_trainer(
-    cfg: DictConfig,
-    run_dir: Path,
-    task_id: int,
-    loggers: list[Any],
-    callbacks: list[Any],
-    digest: str = "",
-    num_tasks: int | None = None,
-    kill_step: int | None = None,
-) -> LeanTrainer:
-    """The lean loop of task `task_id` (`clarena.pipelines.fit_loop`), set up from `cfg` as
-    `build_trainer` sets up a Trainer."""
-    trainer = cfg.trainer
-    minutes, steps = checkpoint_interval(cfg)
-    max_epochs = trainer.get("max_epochs", None)
-    return LeanTrainer(
-        task_id,
-        max_epochs=None if max_epochs is None else int(max_epochs),
-        max_steps=int(trainer.get("max_steps", -1)),
-        device=resolve_device(str(trainer.get("accelerator", "auto"))),
-        loggers=loggers,
-        callbacks=callbacks,
-        log_every_n_steps=int(trainer.get("log_every_n_steps", 50)),
-        checkpoint_dir=ckpt.within_task_dir(run_dir),
-        checkpoint_every=CheckpointSchedule(minutes, steps),
-        config_digest=digest,
-        progress_bar=bool(trainer.get("enable_progress_bar", True)),
-        num_tasks=num_tasks,
-        kill_step=kill_step,
-        guard_every=guard_interval(cfg),
+def build_callbacks(cfg: DictConfig) -> list[Any]:
+    """The callbacks of `cfg`, handed to the run's Fabric (`clarena.pipelines.loop`)."""
+    return [instantiate(node) for node in callback_nodes(cfg).values()]
+
+
+def one_process_fabric(cfg: DictConfig) -> tuple[Any, LoopSettings]:
+    """A Fabric of one process on the run's accelerator and precision, and its settings, for
+    testing saved models (`clarena eval`, also of a run trained with DDP)."""
+    settings = build_settings(cfg)
+    single = LoopSettings(
+        accelerator=settings.accelerator,
+        devices=1,
+        precision=settings.precision,
+        enable_progress_bar=False,
+        checkpoint_every_minutes=None,
     )
+    return make_fabric(single), single
 
 
 def _check_digest(found: str | None, digest: str, run_dir: Path, source: Path) -> None:
@@ -179,33 +115,33 @@ def _check_digest(found: str | None, digest: str, run_dir: Path, source: Path) -
         )
 
 
-def _within_task_checkpoint(
-    run_dir: Path, task_id: int, digest: str
-) -> tuple[Path, int, bool] | None:
-    """The within-task checkpoint of task `task_id`, its step and whether the lean loop wrote it,
-    if the run died in that task."""
-    path = ckpt.within_task_dir(run_dir) / WITHIN_TASK_FILE
+def _within_task_checkpoint(run_dir: Path, task_id: int, digest: str) -> tuple[Path, int] | None:
+    """The within-task checkpoint of task `task_id` and its step, if the run died in that task."""
+    path = ckpt.within_task_dir(run_dir) / ckpt.WITHIN_TASK_FILE
     if not path.is_file():
         return None
     checkpoint = ckpt.safe_load(path)
-    lean = is_lean_checkpoint(checkpoint)
-    if lean:
-        state = checkpoint
-    else:
-        state = checkpoint.get("callbacks", {}).get(ResumeStateCallback.__qualname__, {})
-    if state.get("task_id") != task_id:
+    if not ckpt.is_within_task_checkpoint(checkpoint):
+        log.info(
+            "%s was written by Lightning's Trainer (before clarena's loop moved onto Fabric): "
+            "task %d starts again from the checkpoint before it",
+            path,
+            task_id,
+        )
         return None
-    _check_digest(state.get("config_digest"), digest, run_dir, path)
-    return path, int(checkpoint.get("global_step", 0)), lean
+    if checkpoint.get("task_id") != task_id:
+        return None
+    _check_digest(checkpoint.get("config_digest"), digest, run_dir, path)
+    return path, int(checkpoint.get("global_step", 0))
 
 
-TrainerFactory = Callable[[int, list[pl.Callback]], pl.Trainer]
-"""`(task_id, callbacks) -> Trainer`: a fresh Trainer for a task, with `callbacks` added."""
+LoopFactory = Callable[[int], Loop]
+"""`task_id -> Loop`: a fresh loop for a task."""
 
 
 def run_tasks(
     components: Components,
-    trainer_for: TrainerFactory,
+    loop_for: LoopFactory,
     tasks: Iterable[int],
     results: CLResults | None = None,
     *,
@@ -218,11 +154,11 @@ def run_tasks(
 
     1. `before_task(t)`, then `datamodule.setup_task(t, cumulative=algorithm.cumulative_data)`;
     2. `algorithm.on_task_start(t, datamodule)`;
-    3. `trainer_for(t, [RecordPredictions(results, t)])` fits the task (from `resume_from`,
-       Lightning's checkpoint inside the first task, when given) and tests every task so far;
-       the predictions reach `results` through `RecordPredictions`;
+    3. `loop_for(t)` fits the task (from `resume_from`, the within-task checkpoint of the first
+       task, when given) and tests every task so far; the predictions reach `results` through
+       `RecordPredictions`;
     4. `algorithm.on_task_end(t, datamodule)`; the task's wall time goes into `results`;
-    5. `after_task(t, trainer)` (the pipeline writes and checkpoints there).
+    5. `after_task(t, loop)` (the pipeline writes and checkpoints there).
 
     Returns:
         `results` (a new `CLResults` of the algorithm's scenario when None).
@@ -235,14 +171,14 @@ def run_tasks(
             before_task(task_id)
         datamodule.setup_task(task_id, cumulative=bool(algorithm.cumulative_data))
         algorithm.on_task_start(task_id, datamodule)
-        trainer = trainer_for(task_id, [RecordPredictions(results, task_id)])
-        trainer.fit(algorithm, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+        loop = loop_for(task_id)
+        loop.fit(algorithm, datamodule=datamodule, ckpt_path=resume_from)
         resume_from = None
-        trainer.test(algorithm, datamodule=datamodule, verbose=False)
+        loop.test(algorithm, datamodule=datamodule, recorders=[RecordPredictions(results, task_id)])
         algorithm.on_task_end(task_id, datamodule)
         results.set_task_time(task_id, time.monotonic() - task_start)
         if after_task is not None:
-            after_task(task_id, trainer)
+            after_task(task_id, loop)
     return results
 
 
@@ -265,11 +201,7 @@ def _restore(
 
 
 #: Lightning warnings that would repeat at every task and say nothing about the run.
-_QUIET = (
-    r".*isinstance\(treespec, LeafSpec\).*",
-    r"The number of training batches .* is smaller than the logging interval.*",
-    r"Checkpoint directory .* exists and is not empty.*",
-)
+_QUIET = (r".*isinstance\(treespec, LeafSpec\).*",)
 
 
 def flushes_denormals() -> bool:
@@ -290,12 +222,12 @@ def run_experiment(
         cfg: The composed config (`cfg.output_dir` should equal `run_dir`).
         run_dir: The run folder: `config.yaml`, `checkpoints/`, `results/`, logs.
         resume: Continue from the checkpoints already in `run_dir`.
-        progress: Updated with the task and Trainer in progress (for interruption messages).
+        progress: Updated with the task and loop in progress (for interruption messages).
         worker: This process is a non-zero DDP rank: it trains, tests and gathers, but writes
             nothing (`clarena.pipelines.ddp`).
     """
     launched: list[str] = []
-    if "ddp" in str(cfg.trainer.get("strategy", "")) and not worker:
+    if build_settings(cfg).fabric_strategy().startswith("ddp") and not worker:
         launched = ddp.announce(Path(run_dir), resume)
     # The ~1M objects the imports made (torch, Lightning, torchmetrics, Hydra) cannot be garbage;
     # freezing them keeps the cyclic collector from walking them again in each of its ~1,200 runs
@@ -316,7 +248,7 @@ def run_experiment(
             return _run(cfg, Path(run_dir), resume, progress or Progress(), worker)
     finally:
         torch.set_flush_denormal(flushing)  # the caller's setting again
-        # The run's own cycles (Trainer, module, callbacks, data) are garbage now: collected here,
+        # The run's own cycles (loop, module, callbacks, data) are garbage now: collected here,
         # where the collector walks only what the run made, not the frozen imports, so a sweep's
         # next job does not freeze them with its own `gc.freeze()`.
         gc.collect()
@@ -331,55 +263,51 @@ def _run(
     cfg: DictConfig, run_dir: Path, resume: bool, progress: Progress, worker: bool
 ) -> CLResults:
     plain = to_plain(cfg)
-    if not resume and not worker:
+    if not resume and not worker:  # before the other ranks start: they read it
         text = OmegaConf.to_yaml(relocatable(plain, run_dir))
         atomic_write_text(run_dir / CONFIG_FILE, text)
     digest = config_digest(run_dir) if (run_dir / CONFIG_FILE).is_file() else ""
-    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    # Lightning's DDP re-seeds from PL_GLOBAL_SEED at every `fit`, which would restart the random
-    # stream at each task (task 3's new head drawn like task 2's); one seeding per run is the rule
-    os.environ.pop("PL_GLOBAL_SEED", None)
+    settings = build_settings(cfg)
+    callbacks = build_callbacks(cfg)
+    loggers = [] if worker else build_loggers(cfg)  # rank zero alone writes logs
+    fabric = make_fabric(settings, callbacks, loggers)
+    seed_everything(int(cfg.seed), workers=True, verbose=False)
+    os.environ.pop("PL_GLOBAL_SEED", None)  # one seeding per run: no rank re-seeds from it
     components = build_components(cfg)
     algorithm, datamodule = components.algorithm, components.datamodule
     results = CLResults(cfg.scenario)
     start, log_step = _restore(run_dir, components, results, digest) if resume else (1, 0)
     num_tasks = int(datamodule.num_tasks)
     resume_from = _within_task_checkpoint(run_dir, start, digest) if resume else None
-    loggers = build_loggers(cfg)
     for logger in loggers:
         if resume and isinstance(logger, CSVLogger):
             logger.keep_until = (start, log_step, resume_from[1] if resume_from else 0)
     steps = TaskSteps(loggers)
     steps.offset = log_step
-    kill = kill_point()
+    kill = kill_point() if kills_rank(fabric.global_rank) else None
     progress.num_tasks = num_tasks
     if resume_from is not None:
         log.info("continuing task %d from %s", start, resume_from[0])
 
     def before_task(task_id: int) -> None:
         log.info("task %d/%d", task_id, num_tasks)
-        progress.task, progress.trainer, steps.task = task_id, None, task_id
+        progress.task, progress.loop, steps.task = task_id, None, task_id
 
-    lean = use_lean(cfg)
-    log.debug("fit loop: %s", "lean" if lean else "Lightning's Trainer")
-
-    def trainer_for(task_id: int, callbacks: list[pl.Callback]) -> Any:
-        kill_step = kill[2] if kill and kill[:2] == ("step", task_id) else None
-        lightning_resume = resume_from is not None and task_id == start and not resume_from[2]
-        if lean and not lightning_resume:
-            progress.trainer = build_lean_trainer(
-                cfg, run_dir, task_id, loggers, callbacks, digest, num_tasks, kill_step
-            )
-            return progress.trainer
-        if kill_step is not None:
-            callbacks = [*callbacks, KillSwitch(task_id, kill_step)]
-        progress.trainer = build_trainer(
-            cfg, run_dir, task_id, loggers, callbacks, digest, num_tasks
+    def loop_for(task_id: int) -> Loop:
+        progress.loop = Loop(
+            fabric,
+            task_id,
+            settings,
+            checkpoint_dir=ckpt.within_task_dir(run_dir),
+            config_digest=digest,
+            num_tasks=num_tasks,
+            kill_step=kill[2] if kill and kill[:2] == ("step", task_id) else None,
+            callbacks=callbacks,
         )
-        return progress.trainer
+        return progress.loop
 
-    def after_task(task_id: int, trainer: Any) -> None:
-        steps.offset += int(trainer.global_step)
+    def after_task(task_id: int, loop: Loop) -> None:
+        steps.offset += int(loop.global_step)
         if worker:
             return  # rank zero writes the results and checkpoints
         # the tables after every task; the plots (0.4 s a task) once the run is complete
@@ -399,10 +327,23 @@ def _run(
 
     return run_tasks(
         components,
-        trainer_for,
+        loop_for,
         range(start, num_tasks + 1),
         results,
         resume_from=resume_from[0] if resume_from is not None else None,
         before_task=before_task,
         after_task=after_task,
     )
+
+
+def worker_main() -> int:
+    """Run this rank's part of the run rank zero started (`clarena.pipelines.ddp`); return the
+    exit code."""
+    from clarena.pipelines.run_folder import load_run_config
+
+    ddp.die_with_parent()
+    run_dir = Path(os.environ[ddp.DDP_RUN_DIR_ENV])
+    resume = os.environ.get(ddp.DDP_RESUME_ENV) == "1"
+    cfg = load_run_config(run_dir, trust=True)  # rank zero checked it before starting us
+    run_experiment(cfg, run_dir, resume=resume, worker=True)
+    return 0

@@ -244,3 +244,26 @@ def test_a_kill_between_two_time_based_checkpoints_resumes_bit_identically(
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "continuing task 2 from" in (run / "train.log").read_text()
     assert_identical(run, er_reference)
+
+
+BF16 = (*ER_ARGS, "trainer.precision=bf16-mixed", "trainer.checkpoint_every_n_steps=5")
+
+
+def test_bf16_mixed_on_the_cpu_runs_and_resumes_bit_identically(
+    er_reference: Path, tmp_path: Path
+) -> None:
+    reference = tmp_path / "reference"
+    done = clarena("train", *BF16, f"output_dir={reference}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # autocast ran: bfloat16 matrix products round differently from the float32 run's
+    weights = "/cl_state/backbone/net.1.weight"
+    got, fp32 = final_state(reference), final_state(er_reference)
+    assert not torch.equal(got[weights], fp32[weights])  # type: ignore[arg-type]
+    run = tmp_path / "killed"
+    kill = {"CLARENA_KILL_AT": "task:2:step:13"}
+    killed = clarena("train", *BF16, f"output_dir={run}", cwd=tmp_path, env=kill)
+    assert killed.returncode == -signal.SIGKILL
+    resumed = clarena("train", f"resume={run}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "continuing task 2 from" in (run / "train.log").read_text()
+    assert_identical(run, reference)

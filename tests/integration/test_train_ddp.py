@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -191,3 +192,33 @@ def test_slurm_launcher_composes_with_the_ddp_trainer() -> None:
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)
     assert cfg.trainer.strategy.startswith("ddp") and cfg.trainer.num_nodes == 2
     assert cfg.trainer.devices == 4
+
+
+@pytest.mark.slow
+def test_devices_2_alone_runs_ddp_and_sigterm_to_rank_zero_stops_it_with_the_resume_line(
+    tmp_path: Path,
+) -> None:
+    """`trainer.devices=2` without `trainer=ddp` is two processes; SIGTERM to rank zero tears the
+    group down within seconds and prints the resume line; `resume=` finishes the run."""
+    run = tmp_path / "run"
+    args = ["cl_algorithm=er", "scenario=CIL", *BUDGET, "trainer.accelerator=cpu"]
+    args += ["trainer.devices=2", "cl_dataset.batch_size=16"]
+    env = {k: v for k, v in os.environ.items() if k != "CLARENA_KILL_AT"}
+    env["OMP_NUM_THREADS"] = "1"
+    command = [sys.executable, "-m", "clarena", "train", *args, f"output_dir={run}"]
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    while not (run / "checkpoints" / "after_task_1.pt").is_file():
+        assert proc.poll() is None, proc.stderr.read()[-3000:] if proc.stderr else ""
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    _, stderr = proc.communicate(timeout=60)
+    assert time.monotonic() - sent < 15
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "clarena train: interrupted (SIGTERM) at task " in stderr
+    assert f"continue it with: clarena train resume={run}" in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # one run folder, two ranks
+    resumed = clarena("train", f"resume={run}", cwd=tmp_path, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    evaluated = clarena("eval", str(run), cwd=tmp_path)
+    assert "identical to the accuracy matrix saved by training" in evaluated.stdout

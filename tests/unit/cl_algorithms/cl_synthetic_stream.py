@@ -123,25 +123,55 @@ def make_trainer(max_steps: int = 3, callbacks=()):
     )
 
 
-def run_tasks(algorithm, stream: SyntheticStream, tasks, max_steps: int = 3):
-    """The pipeline's loop (`clarena.pipelines.task_loop.run_tasks`) over `tasks` with a real
-    Lightning trainer per task; returns the `CLResults`."""
-    from clarena.pipelines.task_loop import Components
-    from clarena.pipelines.task_loop import run_tasks as loop
+def make_loop(task_id: int = 1, max_steps: int = 3):
+    """The pipeline's loop (`clarena.pipelines.loop.Loop`) on one CPU process for a few steps,
+    without a bar, loggers or checkpoints."""
+    from clarena.pipelines.loop import Loop, make_fabric
+    from clarena.pipelines.loop_settings import LoopSettings
 
-    return loop(
-        Components(stream, algorithm),
-        lambda t, callbacks: make_trainer(max_steps, callbacks),
-        tasks,
+    settings = LoopSettings(
+        accelerator="cpu",
+        max_epochs=-1,
+        max_steps=max_steps,
+        enable_progress_bar=False,
+        checkpoint_every_minutes=None,
     )
+    return Loop(make_fabric(settings), task_id, settings)
 
 
-def test_predictions(algorithm, **test_kwargs):
-    """Test `algorithm` (on `datamodule=` or `dataloaders=`) and return its `TaskPredictions`."""
+def run_tasks(algorithm, stream: SyntheticStream, tasks, max_steps: int = 3):
+    """The pipeline's task loop (`clarena.pipelines.task_loop.run_tasks`) over `tasks` with a
+    fresh loop per task; returns the `CLResults`."""
+    from clarena.pipelines.task_loop import Components
+    from clarena.pipelines.task_loop import run_tasks as task_loop
+
+    return task_loop(Components(stream, algorithm), lambda t: make_loop(t, max_steps), tasks)
+
+
+class _TestLoaders:
+    """A datamodule of nothing but the given test loaders."""
+
+    def __init__(self, loaders) -> None:
+        self.loaders = loaders
+
+    def setup(self, stage: str) -> None:
+        pass
+
+    def teardown(self, stage: str) -> None:
+        pass
+
+    def test_dataloader(self):
+        return self.loaders
+
+
+def test_predictions(algorithm, datamodule=None, dataloaders=None):
+    """Test `algorithm` (on `datamodule=` or `dataloaders=`) with the pipeline's loop and return
+    its `TaskPredictions`."""
     from clarena.pipelines.callbacks import RecordPredictions
 
     recorder = RecordPredictions()
-    make_trainer(callbacks=[recorder]).test(algorithm, verbose=False, **test_kwargs)
+    source = datamodule if datamodule is not None else _TestLoaders(dataloaders)
+    make_loop().test(algorithm, datamodule=source, recorders=[recorder])
     return recorder.outputs
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from clarena.pipelines import checkpoint as ckpt
 from clarena.pipelines.config import compose_config
-from clarena.pipelines.fit_loop import CheckpointSchedule, LeanTrainer
+from clarena.pipelines.loop import Loop, make_fabric
+from clarena.pipelines.loop_settings import CheckpointSchedule, LoopSettings
 from clarena.pipelines.task_loop import build_components
 
 
@@ -48,17 +49,18 @@ def _writes(
         written.append((state["global_step"], state["epoch"], state["batches_done"]))
 
     monkeypatch.setattr(ckpt, "atomic_torch_save", record)
-    trainer: LeanTrainer
+    loop: Loop
 
     def clock() -> float:
-        return 1000.0 + trainer.global_step * seconds_per_step
+        return 1000.0 + loop.global_step * seconds_per_step
 
-    trainer = LeanTrainer(
-        1, max_epochs=-1, max_steps=25, device=ckpt.torch.device("cpu"), loggers=[],
-        checkpoint_dir=tmp_path, checkpoint_every=CheckpointSchedule(minutes, steps, clock),
-    )  # fmt: skip
-    trainer.fit(algorithm, datamodule=datamodule)
-    assert trainer.num_training_batches == 8 and trainer.global_step == 25
+    settings = LoopSettings(
+        accelerator="cpu", max_epochs=-1, max_steps=25, enable_progress_bar=False
+    )
+    schedule = CheckpointSchedule(minutes, steps, clock)
+    loop = Loop(make_fabric(settings), 1, settings, checkpoint_dir=tmp_path, schedule=schedule)
+    loop.fit(algorithm, datamodule=datamodule)
+    assert loop.num_training_batches == 8 and loop.global_step == 25
     return written
 
 
@@ -86,3 +88,25 @@ def test_steps_or_minutes_whichever_comes_first(
     # a checkpoint due at an epoch's last batch is written after the epoch's end, at its boundary
     got = _writes(tmp_path, monkeypatch, None, 8, 1.0)
     assert got == [(8, 1, 0), (16, 2, 0), (24, 3, 0)]
+
+
+def test_a_checkpoint_of_lightnings_trainer_makes_its_task_start_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An earlier clarena's DDP run left Lightning's checkpoint inside task 2: the task is redone
+    from the checkpoint after task 1 (exact: the random states travel with it)."""
+    import logging
+
+    from clarena.pipelines.task_loop import _within_task_checkpoint
+
+    folder = ckpt.within_task_dir(tmp_path)
+    folder.mkdir(parents=True)
+    lightning_state = {"global_step": 7, "loops": {}, "callbacks": {"ResumeStateCallback": {}}}
+    ckpt.atomic_torch_save(lightning_state, folder / ckpt.WITHIN_TASK_FILE)
+    with caplog.at_level(logging.INFO):
+        assert _within_task_checkpoint(tmp_path, 2, "") is None
+    assert "was written by Lightning's Trainer" in caplog.text
+    ours = {"format": ckpt.WITHIN_TASK_FORMAT, "task_id": 2, "global_step": 5}
+    ckpt.atomic_torch_save(ours, folder / ckpt.WITHIN_TASK_FILE)
+    assert _within_task_checkpoint(tmp_path, 2, "") == (folder / ckpt.WITHIN_TASK_FILE, 5)
+    assert _within_task_checkpoint(tmp_path, 3, "") is None  # another task's

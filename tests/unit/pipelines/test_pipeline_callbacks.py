@@ -9,7 +9,7 @@ from clarena.pipelines.callbacks import KILL_ENV, NonFiniteLossGuard, kill_point
 from clarena.pipelines.errors import NonFiniteLossError, closest, one_line
 
 
-class _Trainer:
+class _Loop:
     global_step = 7
 
 
@@ -21,7 +21,7 @@ class _Module:
 def test_non_finite_loss_stops_with_the_cause_and_the_fix(bad: float) -> None:
     guard = NonFiniteLossGuard()
     with pytest.raises(NonFiniteLossError) as info:
-        guard.on_train_batch_end(_Trainer(), _Module(), {"loss": torch.tensor(bad)}, None, 3)
+        guard.on_loop_step_end(_Loop(), _Module(), {"loss": torch.tensor(bad)}, None, 3)
     text = str(info.value)
     assert text.startswith(f"the training loss became {bad} at task 2, step 7 (batch 3)")
     assert "lower optimizer.lr" in text
@@ -29,8 +29,8 @@ def test_non_finite_loss_stops_with_the_cause_and_the_fix(bad: float) -> None:
 
 def test_finite_loss_and_unchecked_batches_pass() -> None:
     guard = NonFiniteLossGuard(check_every_n_steps=2)
-    guard.on_train_batch_end(_Trainer(), _Module(), torch.tensor(1.5), None, 0)
-    guard.on_train_batch_end(_Trainer(), _Module(), torch.tensor(float("nan")), None, 1)
+    guard.on_loop_step_end(_Loop(), _Module(), torch.tensor(1.5), None, 0)
+    guard.on_loop_step_end(_Loop(), _Module(), torch.tensor(float("nan")), None, 1)
     with pytest.raises(ValueError, match="check_every_n_steps must be >= 1"):
         NonFiniteLossGuard(0)
 

@@ -70,8 +70,7 @@ def test_every_experiment_composes_and_instantiates(experiment: str, user: bool)
     overrides = searchpath_override([str(EXAMPLES)]) if user else []
     cfg = compose_config([*overrides, f"experiment={experiment}", "output_dir=/tmp/unused"])
     validate_config(cfg)  # builds dataset (no files read), backbone, heads and algorithm
-    options = {k: v for k, v in cfg.trainer.items() if not k.startswith("checkpoint_every")}
-    trainer = instantiate(options, logger=False, enable_progress_bar=False)
+    trainer = instantiate(cfg.trainer)
     assert trainer.max_steps == cfg.trainer.max_steps
     for node in callback_nodes(cfg).values():
         instantiate(node)
@@ -140,7 +139,7 @@ def test_runs_and_sweeps_write_into_output_dir() -> None:
         ),
         (
             ["trainer.max_epochs=abc"],
-            "wrong type for trainer.max_epochs: got 'abc' (str), Trainer expects Optional[int]",
+            "wrong type for trainer.max_epochs: got 'abc' (str), LoopSettings expects int | None",
         ),
         (["scenario=til"], "unknown scenario 'til' (did you mean 'TIL'?)"),
         (

@@ -1,31 +1,36 @@
-"""The task progress bar names the task and the budget, counted from 1."""
+"""The loop's progress bar names the task and the budget (counted from 1) and redraws at most every
+`refresh_seconds` and at the end of an epoch."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
-from clarena.pipelines.callbacks import TaskProgressBar
+from clarena.pipelines.progress_bar import ProgressBar, task_label
 
 
-@pytest.mark.parametrize(
-    ("max_epochs", "max_steps", "label"),
-    [
-        (3, -1, "task 3/5 · epoch 3/3"),  # the last of three epochs (Lightning: "Epoch 2/2")
-        (-1, 2000, "task 3/5 · epoch 3 · 2000 steps"),
-        (None, -1, "task 3/5 · epoch 3"),
-    ],
-)
-def test_label_names_the_task_and_the_budget(
-    max_epochs: int | None, max_steps: int, label: str
+def test_the_bar_label_counts_from_one_and_names_a_step_budget() -> None:
+    assert task_label(3, 5, 2, 3, -1) == "task 3/5 · epoch 3/3"  # the last of three epochs
+    assert task_label(3, 5, 1, -1, 2000) == "task 3/5 · epoch 2 · 2000 steps"
+    assert task_label(3, 5, 2, None, -1) == "task 3/5 · epoch 3"
+    assert task_label(None, None, 0, 5, -1) == "epoch 1/5"
+
+
+def test_the_bar_redraws_at_most_every_refresh_seconds_and_at_an_epoch_end(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    bar = TaskProgressBar(task_id=3, num_tasks=5)
-    bar._trainer = SimpleNamespace(max_epochs=max_epochs, max_steps=max_steps)
-    assert bar._get_train_description(2).strip() == label
+    import clarena.pipelines.progress_bar as module
 
-
-def test_label_without_a_task() -> None:
-    bar = TaskProgressBar()
-    bar._trainer = SimpleNamespace(max_epochs=5, max_steps=-1)
-    assert bar._get_train_description(0).strip() == "epoch 1/5"
+    now = [100.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: now[0])
+    bar = ProgressBar(1, 2, max_epochs=1, max_steps=-1, refresh_seconds=0.1)
+    bar.start()
+    try:
+        bar.epoch_start(0, total=50)
+        for done in range(1, 51):
+            now[0] += 0.01  # 10 ms a step: one redraw in ten
+            bar.update(done, 0.5, force=done == 50)
+        assert bar.redraws == 6  # steps 1, 11, 21, 31, 41 and the epoch's last
+    finally:
+        bar.stop()
+    with pytest.raises(ValueError, match="refresh_seconds must be >= 0"):
+        ProgressBar(1, 2, 1, -1, refresh_seconds=-1)

@@ -1,0 +1,71 @@
+"""The loop on Fabric: gradient accumulation, clipping and bf16 autocast, in a few real steps."""
+
+from __future__ import annotations
+
+import torch
+
+from clarena.pipelines.config import compose_config
+from clarena.pipelines.loop import Loop, make_fabric
+from clarena.pipelines.loop_settings import LoopSettings
+from clarena.pipelines.task_loop import build_components
+
+
+def _train(batch_size: int, steps: int, **options: object) -> tuple[dict, Loop]:
+    """Finetuning with SGD on task 1 of split_digits for `steps` optimizer steps; return the
+    backbone's weights and the loop."""
+    overrides = ["seed=0", "cl_algorithm=finetuning", "optimizer=sgd", "optimizer.lr=0.5"]
+    cfg = compose_config([*overrides, f"cl_dataset.batch_size={batch_size}"])
+    torch.manual_seed(0)
+    components = build_components(cfg)
+    datamodule, algorithm = components.datamodule, components.algorithm
+    datamodule.setup_task(1)
+    algorithm.on_task_start(1, datamodule)
+    settings = LoopSettings(
+        accelerator="cpu",
+        max_epochs=-1,
+        max_steps=steps,
+        enable_progress_bar=False,
+        checkpoint_every_minutes=None,
+        **options,  # type: ignore[arg-type]
+    )
+    loop = Loop(make_fabric(settings), 1, settings)
+    loop.fit(algorithm, datamodule=datamodule)
+    weights = {k: v.detach().clone() for k, v in algorithm.backbone.state_dict().items()}
+    return weights, loop
+
+
+def test_two_accumulated_batches_of_16_make_the_step_of_one_batch_of_32() -> None:
+    accumulated, loop = _train(16, 3, accumulate_grad_batches=2)
+    assert loop.global_step == 3
+    whole, _ = _train(32, 3)
+    for name, value in whole.items():
+        torch.testing.assert_close(accumulated[name], value, rtol=0, atol=1e-6)
+
+
+def test_gradients_are_clipped_to_the_norm() -> None:
+    free, _ = _train(32, 1)
+    clipped, _ = _train(32, 1, gradient_clip_val=1e-4)
+    start, _ = _train(32, 1, gradient_clip_val=1e-12)  # clipped to almost nothing: the start
+    moved_free = torch.cat([(free[k] - start[k]).flatten() for k in start]).norm()
+    moved_clipped = torch.cat([(clipped[k] - start[k]).flatten() for k in start]).norm()
+    assert moved_free > 1e-2  # an unclipped step of lr 0.5 moves the weights
+    assert moved_clipped <= 0.5 * 1e-4 * (1 + 1e-4)  # lr x the clipped norm, at most
+
+
+def test_bf16_mixed_runs_the_step_under_autocast() -> None:
+    seen: list[torch.dtype] = []
+    settings = {"precision": "bf16-mixed"}
+    overrides = ["seed=0", "cl_algorithm=finetuning"]
+    cfg = compose_config(overrides)
+    components = build_components(cfg)
+    datamodule, algorithm = components.datamodule, components.algorithm
+    datamodule.setup_task(1)
+    algorithm.on_task_start(1, datamodule)
+    hook = algorithm.backbone.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    options = LoopSettings(
+        accelerator="cpu", max_epochs=-1, max_steps=2, enable_progress_bar=False, **settings
+    )
+    Loop(make_fabric(options), 1, options).fit(algorithm, datamodule=datamodule)
+    hook.remove()
+    assert seen and set(seen) == {torch.bfloat16}
+    assert {p.dtype for p in algorithm.parameters()} == {torch.float32}  # the weights stay
