@@ -1,20 +1,19 @@
-"""The Avalanche plugins add our regularizers' terms; Avalanche benchmarks feed a `CLDataset`."""
+"""The Avalanche plugins add our regularizers' terms; Avalanche benchmarks feed a `CLDataset`.
+
+Avalanche is imported by the tests that use it, not when the module is collected: its import
+(which also imports TensorFlow where that is installed) costs about 9 s of CPU, which every
+collection of the suite, and every xdist worker, paid.
+"""
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 from types import SimpleNamespace
 
 import pytest
 import torch
-
-pytest.importorskip("avalanche")
-
-import lightning.pytorch as pl
-from avalanche.benchmarks import nc_benchmark, ni_benchmark
-from avalanche.training import Naive
-from avalanche.training.plugins import EvaluationPlugin, SupervisedPlugin
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -26,11 +25,31 @@ from clarena.cl_algorithms.regularizers import (
     StrictImitationReg,
 )
 from clarena.heads import make_heads
-from clarena.integrations.avalanche import (
-    BCDissonancePlugin,
-    DistillationPlugin,
-    avalanche_to_cl_dataset,
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("avalanche") is None, reason="needs avalanche (clarena[avalanche])"
 )
+
+
+@pytest.fixture(scope="module")
+def av() -> SimpleNamespace:
+    """Avalanche's names and our plugins, imported on first use."""
+    from avalanche.benchmarks import nc_benchmark, ni_benchmark
+    from avalanche.training import Naive
+    from avalanche.training.plugins import EvaluationPlugin, SupervisedPlugin
+
+    from clarena.integrations import avalanche as ours
+
+    return SimpleNamespace(
+        nc_benchmark=nc_benchmark,
+        ni_benchmark=ni_benchmark,
+        Naive=Naive,
+        EvaluationPlugin=EvaluationPlugin,
+        SupervisedPlugin=SupervisedPlugin,
+        BCDissonancePlugin=ours.BCDissonancePlugin,
+        DistillationPlugin=ours.DistillationPlugin,
+        avalanche_to_cl_dataset=ours.avalanche_to_cl_dataset,
+    )
 
 
 def _constant_model(bias: list[float]) -> nn.Linear:
@@ -55,8 +74,8 @@ def _strategy(model: nn.Module, output: torch.Tensor, y: list[int], targets: lis
     )
 
 
-def test_distillation_plugin_adds_the_regularizer_on_old_class_logits():
-    plugin = DistillationPlugin(factor=0.5, distance="MSE")
+def test_distillation_plugin_adds_the_regularizer_on_old_class_logits(av):
+    plugin = av.DistillationPlugin(factor=0.5, distance="MSE")
     output = torch.tensor([[3.0, 2.0, 0.0]], requires_grad=True)
     strategy = _strategy(_constant_model([1.0, 2.0, 5.0]), output, [2], targets=[0, 1, 0])
     plugin.before_backward(strategy)  # first experience: nothing added
@@ -72,8 +91,8 @@ def test_distillation_plugin_adds_the_regularizer_on_old_class_logits():
     assert plugin.last_penalty.item() == direct.item()
 
 
-def test_distillation_plugin_cross_entropy_value_and_no_teacher_gradient():
-    plugin = DistillationPlugin(factor=1.0, temperature=1.0)
+def test_distillation_plugin_cross_entropy_value_and_no_teacher_gradient(av):
+    plugin = av.DistillationPlugin(factor=1.0, temperature=1.0)
     live = _constant_model([3.0, 2.0, 0.0])
     strategy = _strategy(live, torch.zeros(1, 3), [0], targets=[1, 0])
     plugin.after_training_exp(strategy)
@@ -92,8 +111,8 @@ def test_distillation_plugin_cross_entropy_value_and_no_teacher_gradient():
     assert strategy.mb_output.grad[0, 2].item() == 0.0  # a new class's logit is not distilled
 
 
-def test_bc_new_error_plugin_matches_the_regularizer():
-    plugin = BCDissonancePlugin("cross_entropy", lambda_c=2.0)
+def test_bc_new_error_plugin_matches_the_regularizer(av):
+    plugin = av.BCDissonancePlugin("cross_entropy", lambda_c=2.0)
     output = torch.tensor([[0.0, 1.0, 3.0], [2.0, 0.0, 0.0]], requires_grad=True)
     strategy = _strategy(_constant_model([1.0, 2.0, 5.0]), output, [2, 0], targets=[0, 2])
     plugin.before_backward(strategy)
@@ -109,8 +128,8 @@ def test_bc_new_error_plugin_matches_the_regularizer():
     assert strategy.loss.item() == pytest.approx(0.25 + ce0, rel=1e-6)
 
 
-def test_bc_strict_imitation_plugin_matches_the_regularizer():
-    plugin = BCDissonancePlugin("kl_div", 0.5, strict_imitation=True, temperature=2.0)
+def test_bc_strict_imitation_plugin_matches_the_regularizer(av):
+    plugin = av.BCDissonancePlugin("kl_div", 0.5, strict_imitation=True, temperature=2.0)
     output = torch.tensor([[0.0, 1.0, 3.0], [2.0, 0.0, 0.0]], requires_grad=True)
     strategy = _strategy(_constant_model([1.0, 2.0, 5.0]), output, [2, 2], targets=[0, 2])
     plugin.after_training_exp(strategy)
@@ -121,15 +140,15 @@ def test_bc_strict_imitation_plugin_matches_the_regularizer():
     assert plugin.last_penalty.item() > 0
 
 
-def test_bc_plugin_refuses_a_grown_classifier():
-    plugin = BCDissonancePlugin()
+def test_bc_plugin_refuses_a_grown_classifier(av):
+    plugin = av.BCDissonancePlugin()
     strategy = _strategy(_constant_model([1.0, 2.0]), torch.zeros(1, 3), [0], targets=[0])
     plugin.after_training_exp(strategy)
     with pytest.raises(ValueError, match="fixed width"):
         plugin.before_backward(strategy)
 
 
-def _benchmark(n_train: int = 40, n_test: int = 20):
+def _benchmark(av, n_train: int = 40, n_test: int = 20):
     """4 classes of 4x4 images whose pixels are multiples of 1/255; 2 experiences."""
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (n_train, 1, 4, 4), generator=g).float() / 255
@@ -138,35 +157,36 @@ def _benchmark(n_train: int = 40, n_test: int = 20):
     for i in range(n_train):  # make the classes learnable: a bright pixel per class
         x[i, 0, 0, int(y[i])] = 1.0
     train, test = TensorDataset(x, y), TensorDataset(xt, yt)
-    return nc_benchmark(train, test, 2, task_labels=False, fixed_class_order=[2, 0, 3, 1]), x
+    return av.nc_benchmark(train, test, 2, task_labels=False, fixed_class_order=[2, 0, 3, 1]), x
 
 
 @pytest.mark.filterwarnings("ignore:No loggers specified")
-@pytest.mark.parametrize(
-    ("plugin", "new_classes"),
-    [(DistillationPlugin(), True), (BCDissonancePlugin(lambda_c=1.0), False)],
-)
-def test_naive_strategy_trains_two_experiences_with_the_plugin(plugin, new_classes):
+@pytest.mark.parametrize(("kind", "new_classes"), [("distillation", True), ("bc_new_error", False)])
+def test_naive_strategy_trains_two_experiences_with_the_plugin(av, kind, new_classes):
+    if kind == "distillation":
+        plugin = av.DistillationPlugin()
+    else:
+        plugin = av.BCDissonancePlugin(lambda_c=1.0)
     torch.manual_seed(0)
-    benchmark, x = _benchmark()
+    benchmark, x = _benchmark(av)
     if not new_classes:  # BC's model-update setting: new samples of the same classes
         y, xt = torch.arange(40) % 4, x[:20]
-        benchmark = ni_benchmark(TensorDataset(x, y), TensorDataset(xt, y[:20]), 2, seed=0)
+        benchmark = av.ni_benchmark(TensorDataset(x, y), TensorDataset(xt, y[:20]), 2, seed=0)
     penalties = []
 
-    class Record(SupervisedPlugin):
+    class Record(av.SupervisedPlugin):
         def before_backward(self, strategy, **kwargs):
             penalties.append(plugin.last_penalty)
 
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4))
-    strategy = Naive(
+    strategy = av.Naive(
         model=model,
         optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
         train_mb_size=10,
         train_epochs=5,
         eval_mb_size=20,
         plugins=[plugin, Record()],
-        evaluator=EvaluationPlugin(loggers=[]),
+        evaluator=av.EvaluationPlugin(loggers=[]),
     )
     strategy.train(benchmark.train_stream[0])
     assert penalties == [None] * 10  # nothing added in the first experience: 5 epochs x 2
@@ -185,9 +205,9 @@ def test_naive_strategy_trains_two_experiences_with_the_plugin(plugin, new_class
     assert isinstance(strategy.eval(benchmark.test_stream), dict)
 
 
-def test_benchmark_adapter_tasks_counts_and_label_maps():
-    benchmark, x = _benchmark()
-    data = avalanche_to_cl_dataset(benchmark, "CIL", batch_size=8, val_fraction=0.0)
+def test_benchmark_adapter_tasks_counts_and_label_maps(av):
+    benchmark, x = _benchmark(av)
+    data = av.avalanche_to_cl_dataset(benchmark, "CIL", batch_size=8, val_fraction=0.0)
     assert data.num_tasks == 2 and data.input_shape == (1, 4, 4)
     assert data.task_classes() == [(0, 2), (1, 3)]  # the experiences' classes, increasing
     assert data.label_map(1) == {0: 0, 2: 1} and data.label_map(2) == {1: 2, 3: 3}
@@ -200,30 +220,30 @@ def test_benchmark_adapter_tasks_counts_and_label_maps():
     data.setup_task(2)
     labels = torch.cat([y for _, y, _ in data.train_dataloader()])
     assert sorted(labels.tolist()) == [2] * 10 + [3] * 10
-    til = avalanche_to_cl_dataset(benchmark, "TIL", val_fraction=0.0)
+    til = av.avalanche_to_cl_dataset(benchmark, "TIL", val_fraction=0.0)
     assert til.label_map(2) == {1: 0, 3: 1} and til.output_dim(2) == 2
 
 
-def test_benchmark_adapter_single_test_experience_and_errors():
+def test_benchmark_adapter_single_test_experience_and_errors(av):
     g = torch.Generator().manual_seed(1)
     x, y = torch.rand(24, 1, 2, 2, generator=g), torch.arange(24) % 3
-    bench = ni_benchmark(TensorDataset(x, y), TensorDataset(x[:9], y[:9]), 2, seed=0)
-    data = avalanche_to_cl_dataset(bench, "DataIL", val_fraction=0.0)
+    bench = av.ni_benchmark(TensorDataset(x, y), TensorDataset(x[:9], y[:9]), 2, seed=0)
+    data = av.avalanche_to_cl_dataset(bench, "DataIL", val_fraction=0.0)
     assert data.num_tasks == 2 and data.task_classes() == [(0, 1, 2), (0, 1, 2)]
     assert [len(data.task_samples(t, "train")[0]) for t in (1, 2)] == [12, 12]
     assert [len(data.task_samples(t, "test")[0]) for t in (1, 2)] == [9, 9]
     assert data.label_map(2) == {0: 0, 1: 1, 2: 2} and data.output_dim(1) == 3
     with pytest.raises(ValueError, match="unknown scenario"):
-        avalanche_to_cl_dataset(bench, "XIL")
-    bad = ni_benchmark(TensorDataset(x * 4 - 2, y), TensorDataset(x[:9], y[:9]), 2, seed=0)
+        av.avalanche_to_cl_dataset(bench, "XIL")
+    bad = av.ni_benchmark(TensorDataset(x * 4 - 2, y), TensorDataset(x[:9], y[:9]), 2, seed=0)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        avalanche_to_cl_dataset(bad, "DataIL")
+        av.avalanche_to_cl_dataset(bad, "DataIL")
 
 
-def test_clarena_finetuning_fits_one_task_of_an_avalanche_benchmark():
+def test_clarena_finetuning_fits_one_task_of_an_avalanche_benchmark(av):
     torch.manual_seed(0)
-    benchmark, _ = _benchmark()
-    data = avalanche_to_cl_dataset(benchmark, "TIL", batch_size=10, val_fraction=0.1)
+    benchmark, _ = _benchmark(av)
+    data = av.avalanche_to_cl_dataset(benchmark, "TIL", batch_size=10, val_fraction=0.1)
     model = Finetuning(
         MLP(input_shape=data.input_shape, hidden_dims=(8,)),
         make_heads("TIL", 8),
@@ -232,6 +252,8 @@ def test_clarena_finetuning_fits_one_task_of_an_avalanche_benchmark():
     )
     data.setup_task(1)
     model.on_task_start(1, data)
+    import lightning.pytorch as pl
+
     trainer = pl.Trainer(
         max_epochs=2,
         accelerator="cpu",
