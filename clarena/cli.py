@@ -10,6 +10,7 @@ runs).
     clarena docs [-o DIR]       regenerate the pdoc API documentation
     clarena init [DIR]          write a starter config directory for your own experiments
     clarena list                list the available datasets, algorithms and experiments
+    clarena data [fetch SOURCE] list the dataset sources and their files; download one
     clarena compare OLD NEW     the release gate of a model update (exit 1 when a gate fails)
 """
 
