@@ -25,7 +25,13 @@ import torch
 from lightning.pytorch import LightningDataModule
 
 from clarena.cl_datasets.indexed import IndexedSource
-from clarena.cl_datasets.lazy import LazyLoader, SourceImages, prepare_indexed, source_stats
+from clarena.cl_datasets.lazy import (
+    LazyLoader,
+    SourceImages,
+    load_prepared,
+    prepare_indexed,
+    source_stats,
+)
 from clarena.cl_datasets.loader import InMemoryLoader
 from clarena.cl_datasets.own_sources import OWN_SOURCES, open_own_source
 from clarena.cl_datasets.partition import stratified_parts
@@ -273,11 +279,10 @@ class CLDataset(LightningDataModule):
 
     def _prepare_indexed(self) -> None:
         assert self._indexed is not None
-        prepared = prepare_indexed(
+        self._prepared = prepare_indexed(
             self._indexed, self.pipeline, self.in_memory, self.memory_budget_mb, self.num_workers
         )
-        self._input_shape, self._data = prepared.input_shape, prepared.data
-        self.loading = prepared.choice
+        self._input_shape, self.loading = self._prepared.input_shape, self._prepared.choice
 
     def _classes(self, split: str) -> torch.Tensor:
         """The source classes of the source's `train` (also `val`) or `test` set."""
@@ -289,7 +294,8 @@ class CLDataset(LightningDataModule):
     def data(self) -> SourceData:
         """The source in memory (loaded on first use)."""
         self._ensure_loaded()
-        assert self._data is not None
+        if self._data is None:
+            raise RuntimeError(f"{self.loading}: the images are not held in memory")
         return self._data
 
     @property
@@ -310,6 +316,10 @@ class CLDataset(LightningDataModule):
     def _ensure_loaded(self) -> None:
         if self._indexed is not None and self._input_shape is None:
             self._prepare_indexed()
+        if self._indexed is not None and self._data is None:  # in memory: decoded once here
+            self._data = load_prepared(
+                self._prepared, self._indexed, self.pipeline, self.num_workers
+            )
         if self._data is None and self._indexed is None:
             info = source_info(self.source_name)
             root = resolve_data_root(self.data_root) if info.needs_files else None

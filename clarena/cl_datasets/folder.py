@@ -8,8 +8,8 @@ name the classes in reports; images are every file Pillow can open below a class
 order, hidden files skipped. Without `test/`, `test_fraction` of every class is held out (seeded,
 stratified, the same in every run). The layout is checked when the source is opened (an empty
 class folder, a class of `train/` missing from `test/` or the other way round), and every image's
-header when a dataset prepares it (`headers`): a file Pillow cannot identify stops the run before
-training, naming the file.
+header when a dataset prepares it (`header`, read by worker processes): a file Pillow cannot
+identify stops the run before training, naming the file.
 """
 
 from __future__ import annotations
@@ -119,19 +119,21 @@ class ImageFolderSource(IndexedSource):
         """The image's file."""
         return self._path(split, row)
 
-    def headers(self) -> list[tuple[str, ImageHeader]]:
-        """Every image's header (size and colour); sets `channels`."""
-        out = [(str(p), probe(p)) for split in ("train", "test") for p in self.paths[split]]
-        self.channels = 1 if all(h.grey for _, h in out) else 3
-        return out
+    def probe_rows(self, split: str) -> range:
+        """Every file: a header costs one small read."""
+        return range(len(self.paths["test" if split == "test" else "train"]))
+
+    def header(self, split: str, row: int) -> ImageHeader:
+        """The file's header (size and colour), its pixels unread."""
+        return probe(self._path(split, row))
 
     def read_raw(self, split: str, row: int) -> torch.Tensor:
         """Decode one file into uint8 `(channels, H, W)`."""
         return decode_file(self._path(split, row), self.channels or 3)
 
-    def content_key(self) -> str:
+    def files_key(self) -> str:
         """SHA-256 over every image's path below the root, byte size and modification time."""
-        digest = hashlib.sha256(str(self.channels).encode())
+        digest = hashlib.sha256()
         for split in ("train", "test"):
             for path in self.paths[split]:
                 stat = os.stat(path)

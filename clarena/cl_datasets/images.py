@@ -20,6 +20,7 @@ import torch
 GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
 """Pillow modes without colour: a source of such images only gets one channel."""
 
+
 class ImageError(ValueError):
     """An image file that cannot be read or decoded; the message names it and the fix."""
 

@@ -51,7 +51,8 @@ class IndexedSource:
     """A source whose images are read one at a time.
 
     Subclasses set `name`, `class_names`, `train_y` and `test_y` (int64 tensors) at construction
-    and define `read_raw`; the checks before training call `headers` once.
+    and define `read_raw` and `header`; the checks before training read the headers of
+    `probe_rows` once.
     """
 
     name: str = "indexed"
@@ -59,7 +60,8 @@ class IndexedSource:
     train_y: torch.Tensor
     test_y: torch.Tensor
     channels: int | None = None
-    """1 or 3, known after `headers()` (colour in any image makes a source RGB)."""
+    """1 or 3, set by the checks (`clarena.cl_datasets.lazy.prepare_indexed`): colour in any
+    image read makes a source RGB."""
 
     @property
     def num_classes(self) -> int:
@@ -70,19 +72,30 @@ class IndexedSource:
         """Images in the training and test sets together."""
         return int(self.train_y.shape[0] + self.test_y.shape[0])
 
-    def headers(self) -> list[tuple[str, ImageHeader]]:
-        """`(where, header)` of the images the checks look at: every image when that is cheap
-        (files), else the first `PROBE_ITEMS` of each split; sets `channels`."""
+    def probe_rows(self, split: str) -> range:
+        """The rows of a split whose headers the checks read: the first `PROBE_ITEMS` by
+        default (a source whose headers are cheap, files, reads every one)."""
+        return range(
+            min(PROBE_ITEMS, int((self.test_y if split == "test" else self.train_y).numel()))
+        )
+
+    def header(self, split: str, row: int) -> ImageHeader:
+        """Size and colour of one image (without decoding it where the format allows)."""
         raise NotImplementedError
 
     def read_raw(self, split: str, row: int) -> torch.Tensor:
         """Image `row` of the `train` (also `val`) or `test` split as uint8 `(channels, H, W)`."""
         raise NotImplementedError
 
-    def content_key(self) -> str | None:
-        """A digest that changes when the images change (the key of cached statistics), or
-        `None` when it cannot be known without reading every image."""
+    def files_key(self) -> str | None:
+        """A digest that changes when the images change, or `None` when it cannot be known
+        without reading every image."""
         return None
+
+    def content_key(self) -> str | None:
+        """`files_key` with the channel count: the key of the cached statistics."""
+        files = self.files_key()
+        return f"{files}/{self.channels}" if files is not None else None
 
     def where(self, split: str, row: int) -> str:
         """How an image is named in messages."""
@@ -150,25 +163,20 @@ class DatasetSource(IndexedSource):
     fingerprint: str | None = None
     """A digest of the items' content where the dataset knows one (a HF dataset's fingerprint)."""
 
-    def content_key(self) -> str | None:
-        """The `fingerprint` with the channel count, or `None` without a fingerprint."""
-        return f"{self.fingerprint}/{self.channels}" if self.fingerprint else None
+    def files_key(self) -> str | None:
+        """The `fingerprint`, or `None` without one."""
+        return self.fingerprint or None
 
     def _item(self, split: str, row: int) -> Any:
         key = "test" if split == "test" else "train"
         item = self._sets[key][int(self._rows[key][row])]
         return item[0] if isinstance(item, tuple | list) else item
 
-    def headers(self) -> list[tuple[str, ImageHeader]]:
-        """The first `PROBE_ITEMS` items of each split (reading every item costs a full pass)."""
-        out = []
-        for split, labels in (("train", self.train_y), ("test", self.test_y)):
-            for row in range(min(PROBE_ITEMS, int(labels.shape[0]))):
-                x = to_uint8_chw(self._item(split, row), 3, self.where(split, row))
-                grey = bool((x[0] == x[1]).all() and (x[1] == x[2]).all())
-                out.append((self.where(split, row), ImageHeader(x.shape[1], x.shape[2], grey)))
-        self.channels = 1 if all(h.grey for _, h in out) else 3
-        return out
+    def header(self, split: str, row: int) -> ImageHeader:
+        """Size and colour of item `row` (read whole: a `Dataset` has no header)."""
+        x = to_uint8_chw(self._item(split, row), 3, self.where(split, row))
+        grey = bool((x[0] == x[1]).all() and (x[1] == x[2]).all())
+        return ImageHeader(int(x.shape[1]), int(x.shape[2]), grey)
 
     def read_raw(self, split: str, row: int) -> torch.Tensor:
         """Item `row`'s image as uint8 `(channels, H, W)`."""

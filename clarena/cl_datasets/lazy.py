@@ -13,6 +13,8 @@ training transform of the sample at position $p$ in epoch $e$ draws from a gener
 `(seed, e, p)`, whichever worker (or rank) reads it. Batches of uint8 images then reach the
 training device (pinned, non-blocking copies on CUDA), where the shared `BatchTransform` applies
 the task transform, the crop/flip augmentation and the normalisation, as on the in-memory path.
+No random number is drawn from the process's global generator (the `DataLoader`'s worker seeds come
+from a generator of its own), so the training's own random stream is that of the in-memory path.
 
 A file that fails to decode mid-run stops the run with `ImageError` naming it; the run folder's
 checkpoints are untouched, so the run resumes once the file is replaced.
@@ -20,6 +22,7 @@ checkpoints are untouched, so the run resumes once the file is replaced.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -89,10 +92,41 @@ class SourceImages(torch.utils.data.Dataset):
         return self.pipeline(x), position
 
 
-def _loader(dataset: Any, num_workers: int, **kwargs: Any) -> torch.utils.data.DataLoader:
-    return torch.utils.data.DataLoader(
-        dataset, num_workers=num_workers, persistent_workers=False, **kwargs
+CHUNK = 256
+"""Images one worker job handles in the passes over a whole source (checks, decoding, statistics):
+one message per chunk, not per image (per-image messages made decoding Fashion-MNIST's 70,000 PNGs
+with two workers 4x slower than a chunk at a time)."""
+
+
+class _Chunks(torch.utils.data.Dataset):
+    """Job `k` of a pass over one split: rows `k*CHUNK ...` (picklable, run by workers)."""
+
+    def __init__(self, source: IndexedSource, split: str, rows: Any, job: str, pipeline=None):
+        self.source, self.split, self.rows, self.job = source, split, rows, job
+        self.pipeline = pipeline
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.rows) / CHUNK)
+
+    def __getitem__(self, k: int) -> tuple[int, Any]:
+        rows = [int(r) for r in self.rows[k * CHUNK : (k + 1) * CHUNK]]
+        if self.job == "header":
+            headers = [self.source.header(self.split, r) for r in rows]
+            return k, [(h.height, h.width, h.grey) for h in headers]
+        assert self.pipeline is not None
+        x = torch.stack([self.pipeline(self.source.read_raw(self.split, r)) for r in rows])
+        return k, (channel_histogram(x) if self.job == "histogram" else x)
+
+
+def _passes(jobs: _Chunks, num_workers: int) -> Iterator[tuple[int, Any]]:
+    """The results of every job of a pass, in any order, with workers' errors as one line."""
+    loader = torch.utils.data.DataLoader(
+        jobs, batch_size=None, num_workers=num_workers, generator=torch.Generator().manual_seed(0)
     )
+    try:
+        yield from loader
+    except (ImageError, ValueError) as err:
+        raise _worker_error(err) from None
 
 
 def _worker_error(err: Exception) -> Exception:
@@ -106,28 +140,22 @@ def _worker_error(err: Exception) -> Exception:
     return ImageError(text) if isinstance(err, ImageError) else ValueError(text)
 
 
-def decode_all(source: IndexedSource, pipeline: ImagePipeline, num_workers: int) -> SourceData:
-    """Every image of the source through the test pipeline, as one in-memory `SourceData`."""
+def decode_all(
+    source: IndexedSource, pipeline: ImagePipeline, shape: tuple[int, ...], num_workers: int
+) -> SourceData:
+    """Every image of the source through the test pipeline (each `shape`), as a `SourceData`."""
     parts = []
     for split, labels in (("train", source.train_y), ("test", source.test_y)):
-        images = SourceImages(source, split, np.arange(labels.shape[0]), pipeline)
-        out: torch.Tensor | None = None
-        try:
-            for x, positions in _loader(images, num_workers, batch_size=256):
-                if out is None:
-                    out = torch.empty((len(images), *x.shape[1:]), dtype=torch.uint8)
-                out[positions] = x
-        except (ImageError, ValueError) as err:
-            raise _worker_error(err) from None
-        parts.append(out if out is not None else torch.empty(0, dtype=torch.uint8))
-    train_x, test_x = parts
-    if test_x.dim() != 4:
-        test_x = torch.empty((0, *train_x.shape[1:]), dtype=torch.uint8)
+        out = torch.empty((int(labels.shape[0]), *shape), dtype=torch.uint8)
+        jobs = _Chunks(source, split, np.arange(labels.shape[0]), "decode", pipeline)
+        for k, x in _passes(jobs, num_workers):
+            out[k * CHUNK : k * CHUNK + x.shape[0]] = x
+        parts.append(out)
     return SourceData(
         source.name,
-        train_x,
+        parts[0],
         source.train_y,
-        test_x,
+        parts[1],
         source.test_y,
         source.num_classes,
         class_names=source.class_names,
@@ -144,17 +172,33 @@ def source_stats(
     if key is not None and (cached := read_cached_stats(key, source.channels or 3)) is not None:
         log.info("%s: normalisation statistics read from the cache (%s)", source.name, key[:12])
         return cached
-    images = SourceImages(source, "train", np.arange(source.train_y.shape[0]), pipeline)
     histogram = torch.zeros((source.channels or 3, 256), dtype=torch.int64)
-    try:
-        for x, _ in _loader(images, num_workers, batch_size=256):
-            histogram += channel_histogram(x)
-    except (ImageError, ValueError) as err:
-        raise _worker_error(err) from None
+    jobs = _Chunks(source, "train", np.arange(source.train_y.shape[0]), "histogram", pipeline)
+    for _, part in _passes(jobs, num_workers):
+        histogram += part
     mean, std = histogram_stats(histogram)
     if key is not None:
         write_cached_stats(key, mean, std)
     return mean, std
+
+
+def check_headers(source: IndexedSource, num_workers: int) -> dict[tuple[int, int], str]:
+    """Read the headers the source offers (every file's), set its `channels`; return each
+    distinct `(height, width)` with the first image of that size.
+
+    Raises:
+        ImageError: for an image that cannot be read, naming it.
+    """
+    sizes: dict[tuple[int, int], tuple[str, int]] = {}
+    grey = True
+    for split in ("train", "test"):
+        rows = source.probe_rows(split)
+        for k, headers in _passes(_Chunks(source, split, rows, "header"), num_workers):
+            for i, (height, width, is_grey) in enumerate(headers):
+                sizes.setdefault((height, width), (split, rows[k * CHUNK + i]))
+                grey = grey and is_grey
+    source.channels = 1 if grey else 3
+    return {size: source.where(*at) for size, at in sizes.items()}  # in the order met
 
 
 @dataclass
@@ -162,10 +206,25 @@ class Prepared:
     """What `prepare_indexed` found and chose."""
 
     input_shape: tuple[int, int, int]
-    data: SourceData | None
-    """The decoded source when it lives in memory, else `None` (lazy)."""
+    channels: int
+    memory: bool
+    """Whether the images are decoded into memory (else read lazily)."""
     choice: str
     """One line saying where the images live and why."""
+    data: SourceData | None = None
+    """The decoded source once `load_prepared` ran (in memory only)."""
+
+
+_LAST: dict[tuple, Prepared] = {}
+"""The last source prepared in this process, by its key: a run builds its dataset twice (the
+checks before the run folder exists, then the run), and the second reads nothing again."""
+
+
+def _key(source: IndexedSource, pipeline: ImagePipeline, *settings: Any) -> tuple | None:
+    files = source.files_key()
+    if files is None:
+        return None
+    return (type(source).__name__, files, json.dumps(pipeline.spec, sort_keys=True), *settings)
 
 
 def prepare_indexed(
@@ -192,9 +251,11 @@ def prepare_indexed(
     """
     if in_memory not in IN_MEMORY:
         raise ValueError(f"in_memory must be auto, true or false, got {in_memory!r}")
-    sizes: dict[tuple[int, int], str] = {}
-    for where, header in source.headers():
-        sizes.setdefault((header.height, header.width), where)
+    key = _key(source, pipeline, in_memory, memory_budget_mb)
+    if key is not None and key in _LAST:
+        source.channels = _LAST[key].channels
+        return _LAST[key]
+    sizes = check_headers(source, num_workers)
     if not sizes:
         raise ValueError(f"{source.name}: no image to train on: add images")
     shape = pipeline.output_shape(source.channels or 3, list(sizes), list(sizes.values()))
@@ -221,8 +282,21 @@ def prepare_indexed(
         f"{decoded / 2**20:,.1f} MiB decoded: {'in memory' if memory else 'read lazily'} ({why})"
     )
     log.info(choice)
-    data = decode_all(source, pipeline, num_workers) if memory else None
-    return Prepared(shape, data, choice)
+    prepared = Prepared(shape, source.channels or 3, memory, choice)
+    _LAST.clear()
+    if key is not None:
+        _LAST[key] = prepared
+    return prepared
+
+
+def load_prepared(
+    prepared: Prepared, source: IndexedSource, pipeline: ImagePipeline, num_workers: int
+) -> SourceData | None:
+    """The decoded source of a `prepared` one that lives in memory (decoded on the first call),
+    `None` for one read lazily."""
+    if prepared.memory and prepared.data is None:
+        prepared.data = decode_all(source, pipeline, prepared.input_shape, num_workers)
+    return prepared.data
 
 
 class LazyLoader(EpochBatches):
@@ -271,6 +345,7 @@ class LazyLoader(EpochBatches):
             num_workers=num_workers,
             pin_memory=pin_memory,
             persistent_workers=persistent_workers and num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),  # not the training's global RNG
         )
         """The `DataLoader` that reads the images (its batch sampler is this loader's plan)."""
 
