@@ -220,3 +220,26 @@ def test_dataset_of_normalised_floats_is_refused(tmp_path):
 def test_a_source_of_the_users_needs_root():
     with pytest.raises(ValueError, match=r"source=folder reads your data: set cl_dataset.root"):
         SplitCLDataset("folder", "TIL", classes_per_task=2)
+
+
+def test_png_and_jpeg_headers_read_directly_agree_with_pillow(tmp_path):
+    from clarena.cl_datasets.images import GREY_MODES, _png_or_jpeg_header, probe
+
+    rng = np.random.default_rng(0)
+    cases = {
+        "L.png": ("L", (5, 7)), "L.jpg": ("L", (5, 7)), "RGB.png": ("RGB", (5, 7, 3)),
+        "RGB.jpg": ("RGB", (5, 7, 3)), "RGBA.png": ("RGBA", (5, 7, 4)), "LA.png": ("LA", (5, 7, 2)),
+    }  # fmt: skip
+    for name, (mode, shape) in cases.items():
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(tmp_path / name)
+    Image.fromarray(np.zeros((9, 4), np.uint8)).convert("P").save(tmp_path / "P.png")
+    Image.fromarray(np.zeros((9, 4, 3), np.uint8)).save(
+        tmp_path / "exif.jpg", progressive=True, exif=b"Exif\x00\x00" + bytes(5000)
+    )
+    Image.fromarray(np.zeros((3, 8), np.uint8)).save(tmp_path / "L.bmp")
+    for path in sorted(tmp_path.iterdir()):
+        with Image.open(path) as image:
+            want = (image.size[1], image.size[0], image.mode in GREY_MODES)
+        header = probe(path)
+        assert (header.height, header.width, header.grey) == want, path.name
+        assert (_png_or_jpeg_header(path) is None) is (path.suffix == ".bmp")  # Pillow's turn
