@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[3] / "README.md"
 
 CHECK = """
@@ -23,6 +25,7 @@ def _snippet() -> str:
     return snippet
 
 
+@pytest.mark.slow  # a fresh Python that imports torch: about 6 s of CPU
 def test_the_readme_torch_snippet_is_self_contained_and_runs(tmp_path: Path) -> None:
     snippet = _snippet()
     script = tmp_path / "snippet.py"
