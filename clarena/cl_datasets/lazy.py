@@ -254,6 +254,7 @@ def prepare_indexed(
     key = _key(source, pipeline, in_memory, memory_budget_mb)
     if key is not None and key in _LAST:
         source.channels = _LAST[key].channels
+        log.info(_LAST[key].choice)  # again: the run's log may have opened since
         return _LAST[key]
     sizes = check_headers(source, num_workers)
     if not sizes:
