@@ -69,3 +69,54 @@ def test_bf16_mixed_runs_the_step_under_autocast() -> None:
     hook.remove()
     assert seen and set(seen) == {torch.bfloat16}
     assert {p.dtype for p in algorithm.parameters()} == {torch.float32}  # the weights stay
+
+
+class Spy:
+    """A user's callback: records the loop's hooks it is called with."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+
+    def on_loop_fit_start(self, loop: Loop, module: object) -> None:
+        self.calls.append(("fit_start", loop.global_step))
+
+    def on_loop_step_end(
+        self, loop: Loop, module: object, loss: torch.Tensor, batch: object, batch_idx: int
+    ) -> None:
+        assert loss.ndim == 0 and batch_idx == loop.global_step - 1
+        self.calls.append(("step_end", loop.global_step))
+
+    def on_loop_epoch_end(self, loop: Loop, module: object) -> None:
+        self.calls.append(("epoch_end", loop.global_step))
+
+    def on_loop_fit_end(self, loop: Loop, module: object) -> None:
+        self.calls.append(("fit_end", loop.global_step))
+
+    def on_loop_test_end(self, loop: Loop, module: object, predictions: dict) -> None:
+        self.calls.append(("test_end", sorted(predictions)[0]))
+
+
+def test_a_users_callback_is_called_through_fabric_at_the_loops_hooks() -> None:
+    from clarena.pipelines.callbacks import RecordPredictions
+
+    cfg = compose_config(["seed=0", "cl_algorithm=finetuning"])
+    components = build_components(cfg)
+    datamodule, algorithm = components.datamodule, components.algorithm
+    datamodule.setup_task(1)
+    algorithm.on_task_start(1, datamodule)
+    settings = LoopSettings(
+        accelerator="cpu", max_epochs=-1, max_steps=3, enable_progress_bar=False
+    )
+    spy = Spy()
+    loop = Loop(make_fabric(settings, [spy]), 1, settings, callbacks=[spy])
+    loop.fit(algorithm, datamodule=datamodule)
+    loop.test(algorithm, datamodule=datamodule, recorders=[RecordPredictions()])
+    assert spy.calls == [
+        ("fit_start", 0),
+        ("step_end", 1),
+        ("step_end", 2),
+        ("step_end", 3),
+        ("epoch_end", 3),
+        ("fit_end", 3),
+        ("test_end", 1),
+    ]
