@@ -131,7 +131,7 @@ def to_uint8_chw(image: Any, channels: int, where: str = "an image") -> torch.Te
             image = image.convert("L" if channels == 1 else "RGB")
         array = np.array(image)  # one writable copy of the pixels
         x = torch.from_numpy(array).reshape(array.shape[0], array.shape[1], -1)
-        return x.permute(2, 0, 1).contiguous()
+        return x.permute(2, 0, 1)  # a view: the first transform (or the batch stack) copies it
     x = torch.as_tensor(np.asarray(image)) if not isinstance(image, torch.Tensor) else image
     if x.is_floating_point() or x.dtype == torch.bool or x.is_complex():
         raise ValueError(

@@ -76,20 +76,31 @@ class SourceImages(torch.utils.data.Dataset):
         """Hold what a worker needs to read position `p`; `train` runs the training pipeline."""
         self.source, self.split, self.rows = source, split, np.asarray(rows, dtype=np.int64)
         self.pipeline, self.train, self.seed = pipeline, train, int(seed)
+        self.finish: tuple[BatchTransform, torch.Tensor] | None = None
+        """`(transform, task_ids)`: also run the batch transform on each image here (a loader
+        for the CPU without random batch augmentation sets it, so the workers share the work)."""
 
     def __len__(self) -> int:
         """The number of positions."""
         return int(self.rows.shape[0])
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
-        """`(uint8 image, position)` for a position, or for `(position, epoch)` when training."""
+        """`(image, position)` for a position, or for `(position, epoch)` when training: uint8,
+        or float32 when `finish` is set."""
         position, epoch = key if isinstance(key, tuple) else (key, 0)
         x = self.source.read_raw(self.split, int(self.rows[position]))
         if self.train and self.pipeline.random_train:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(_mixed_seed(self.seed, epoch, position, 2))
-                return self.pipeline(x, train=True), position
-        return self.pipeline(x), position
+                # the CPU generator only: torch.manual_seed also queues a seed for every
+                # accelerator backend, formatting a stack trace each time (1.7 ms an image)
+                torch.default_generator.manual_seed(_mixed_seed(self.seed, epoch, position, 2))
+                x = self.pipeline(x, train=True)
+        else:
+            x = self.pipeline(x)
+        if self.finish is not None:
+            transform, task_ids = self.finish
+            x = transform(x[None], task_ids[position : position + 1])[0]
+        return x, position
 
 
 CHUNK = 256
@@ -340,6 +351,11 @@ class LazyLoader(EpochBatches):
         self.device = torch.device(device)
         self.labels, self.task_ids = labels.to(self.device), task_ids.to(self.device)
         self.transform = transform
+        self.in_workers = self.device.type == "cpu" and not transform.augments(train)
+        """Whether the workers run the batch transform too (training on the CPU, no random
+        batch augmentation): elementwise per image, so the batches are the same either way."""
+        if self.in_workers:
+            images.finish = (transform, self.task_ids)
         self.dataloader = torch.utils.data.DataLoader(
             images,
             batch_sampler=_PositionBatches(self),
@@ -363,7 +379,8 @@ class LazyLoader(EpochBatches):
                 positions = positions.to(self.device, non_blocking=non_blocking)
                 task_ids = self.task_ids.index_select(0, positions)
                 x = x.to(self.device, non_blocking=non_blocking)
-                x = self.transform(x, task_ids, generator, self.train)
+                if not self.in_workers:
+                    x = self.transform(x, task_ids, generator, self.train)
                 yield x, self.labels.index_select(0, positions), task_ids
         except (ImageError, ValueError) as err:
             raise _worker_error(err) from None
