@@ -13,15 +13,16 @@ end unless `--keep`), then measures each loader in a fresh process, one after th
   size, workers, `pin_memory` and `persistent_workers`, shuffled.
 
 The pipeline is `RandomResizedCrop(224)` and `RandomHorizontalFlip()`. A "training step" consumes
-each batch (`x.sum()` after the copy to the device, the CPU here). Reported per loader: images per
-second over `--epochs` epochs from the first `iter()` (worker start-up included) and over all but
-the first epoch's first batch; the peak resident memory of the main process (`ru_maxrss`) and the
-peak proportional set size (PSS: shared pages divided among the processes that share them) of the
-main process and its workers together, sampled every 0.2 s; and for clarena the checks before
-training (a header read of every file).
+each batch (`x.sum()` after the copy to the device, the CPU here). Each loader runs `--repeats`
+times, the two alternating (a change of the machine's load hits both). Reported per run: images
+per second over `--epochs` epochs from the first `iter()` (worker start-up included) and over all
+but the first batch; the peak resident memory of the main process (`ru_maxrss`) and the peak
+proportional set size (PSS: shared pages divided among the processes that share them) of the main
+process and its workers together, sampled every 0.2 s; for clarena the checks before training (a
+header read of every file). Then the medians and their ratio, and the largest peaks.
 
 Usage:
-    python benchmarks/folder_loading.py --images 20000 --workers 4 --batch-size 64 --epochs 2
+    python benchmarks/folder_loading.py --images 20000 --workers 2 --batch-size 64 --repeats 2
 """
 
 from __future__ import annotations
@@ -168,7 +169,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=20000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each loader")
     parser.add_argument("--dir", type=Path, default=None, help="where the JPEGs go (kept)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--measure", choices=["clarena", "torchvision"], help=argparse.SUPPRESS)
@@ -185,20 +187,23 @@ def main() -> None:
                   f"to {root} in {time.perf_counter() - start:.0f} s")  # fmt: skip
         decoded = args.images * SIZE * SIZE * 3
         print(f"decoded size of the training images: {decoded / 2**30:.2f} GiB")
-        results = []
-        for kind in ("torchvision", "clarena"):
-            command = [sys.executable, __file__, "--measure", kind, "--dir", str(root),
-                       "--workers", str(args.workers), "--batch-size", str(args.batch_size),
-                       "--epochs", str(args.epochs)]  # fmt: skip
-            done = subprocess.run(command, capture_output=True, text=True, check=True)
-            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            print(json.dumps(results[-1]))
-        base, ours = results
-        steady = "images_per_s_after_first_batch"
-        print(
-            f"clarena / torchvision: {ours['images_per_s'] / base['images_per_s']:.2f}x images/s "
-            f"({ours[steady] / base[steady]:.2f}x after the first batch)"
-        )
+        results: dict[str, list[dict]] = {"torchvision": [], "clarena": []}
+        for repeat in range(args.repeats):  # alternating order: a load change hits both
+            kinds = ("torchvision", "clarena") if repeat % 2 == 0 else ("clarena", "torchvision")
+            for kind in kinds:
+                command = [sys.executable, __file__, "--measure", kind, "--dir", str(root),
+                           "--workers", str(args.workers), "--batch-size", str(args.batch_size),
+                           "--epochs", str(args.epochs)]  # fmt: skip
+                done = subprocess.run(command, capture_output=True, text=True, check=True)
+                results[kind].append(json.loads(done.stdout.strip().splitlines()[-1]))
+                print(json.dumps(results[kind][-1]))
+        for key in ("images_per_s", "images_per_s_after_first_batch"):
+            base = float(np.median([r[key] for r in results["torchvision"]]))
+            ours = float(np.median([r[key] for r in results["clarena"]]))
+            print(f"{key}: clarena {ours:.1f}, torchvision {base:.1f}: {ours / base:.2f}x")
+        for key in ("peak_rss_main_mib", "peak_pss_all_mib"):
+            peaks = {kind: max(r[key] for r in runs) for kind, runs in results.items()}
+            print(f"{key}: clarena {peaks['clarena']}, torchvision {peaks['torchvision']}")
     finally:
         if args.dir is None and not args.keep:
             shutil.rmtree(root, ignore_errors=True)
