@@ -10,10 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from clarena.cl_algorithms.composed import Composed, StepContext
+from clarena.cl_algorithms.composed import Composed
 from clarena.cl_algorithms.deployed import DeployedModel
 from clarena.cl_algorithms.regularizers import LogitDifferenceInhibitionReg
 from clarena.cl_algorithms.snapshot import Snapshot, cpu_state
+from clarena.cl_algorithms.step_context import StepContext
 from clarena.cl_algorithms.terms import CrossEntropy, Term
 
 #: How `ELODI` initialises the reference models it trains: from the model at the start of the

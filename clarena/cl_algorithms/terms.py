@@ -40,7 +40,8 @@ from clarena.cl_algorithms.regularizers.importance import crop_to
 from clarena.heads import PAD_LOGIT, TaskHeads
 
 if TYPE_CHECKING:
-    from clarena.cl_algorithms.composed import Composed, StepContext
+    from clarena.cl_algorithms.base import CLAlgorithm
+    from clarena.cl_algorithms.step_context import StepContext
 
 NEEDS: tuple[str, ...] = ("h1", "h1_replay", "replay", "extra_replay", "stored_logits")
 """What a term may ask of the step context."""
@@ -64,7 +65,7 @@ class Term(nn.Module):
         """The needs of this term in `scenario` (default: `needs`)."""
         return self.needs
 
-    def setup(self, algorithm: Composed, name: str) -> None:
+    def setup(self, algorithm: CLAlgorithm, name: str) -> None:
         """Called once at the end of the algorithm's construction (check the scenario, build
         state collectors)."""
 
@@ -72,13 +73,13 @@ class Term(nn.Module):
         """The term's value on the step context."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward(ctx).")
 
-    def on_task_start(self, algorithm: Composed, task_id: int, datamodule: Any) -> None:
+    def on_task_start(self, algorithm: CLAlgorithm, task_id: int, datamodule: Any) -> None:
         """After the algorithm started task `task_id` (h1 taken, heads set up)."""
 
-    def on_task_end(self, algorithm: Composed, task_id: int, datamodule: Any) -> None:
+    def on_task_end(self, algorithm: CLAlgorithm, task_id: int, datamodule: Any) -> None:
         """At the end of task `task_id`."""
 
-    def after_optimizer_step(self, algorithm: Composed) -> None:
+    def after_optimizer_step(self, algorithm: CLAlgorithm) -> None:
         """After every optimizer step."""
 
     def cl_state(self) -> dict[str, Any]:
@@ -370,7 +371,7 @@ class ParameterChange(Term):
                 f"ParameterChange({importance!r}): {exc}; see ParameterChange's options."
             ) from None
 
-    def setup(self, algorithm: Composed, name: str) -> None:
+    def setup(self, algorithm: CLAlgorithm, name: str) -> None:
         """Bind the collector to the algorithm's parameters."""
         self.collector.bind(algorithm)
 
@@ -387,15 +388,15 @@ class ParameterChange(Term):
             total = total + self.regularizer(params, anchors, importance)
         return total
 
-    def on_task_start(self, algorithm: Composed, task_id: int, datamodule: Any) -> None:
+    def on_task_start(self, algorithm: CLAlgorithm, task_id: int, datamodule: Any) -> None:
         """The collector's task start (SI and MAS grow their state with a CIL head)."""
         self.collector.on_task_start(task_id, datamodule)
 
-    def on_task_end(self, algorithm: Composed, task_id: int, datamodule: Any) -> None:
+    def on_task_end(self, algorithm: CLAlgorithm, task_id: int, datamodule: Any) -> None:
         """The collector's task end: the new importance and anchor."""
         self.collector.on_task_end(task_id, datamodule)
 
-    def after_optimizer_step(self, algorithm: Composed) -> None:
+    def after_optimizer_step(self, algorithm: CLAlgorithm) -> None:
         """The collector's step hook (SI adds the step to its path integral)."""
         self.collector.after_optimizer_step()
 
