@@ -250,12 +250,12 @@ class AvalancheCLDataset(CLDataset):
             **kwargs: Settings of `CLDataset` (`batch_size`, `val_fraction`, `seed`, ...).
         """
         super().__init__(source, scenario, **kwargs)
-        self._classes = classes
+        self._task_classes = classes
         self._experience = {"train": train_experience, "test": test_experience}
 
     def task_classes(self) -> list[tuple[int, ...]]:
         """The classes of every task, in increasing order."""
-        return self._classes
+        return self._task_classes
 
     def select(self, task_id: int, split: str, pool_classes: Tensor) -> Tensor:
         """The pool positions of the samples of experience `task_id - 1`."""

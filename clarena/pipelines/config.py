@@ -302,7 +302,7 @@ def _check_resolves(cfg: DictConfig) -> None:
         except (InterpolationKeyError, GrammarParseError) as exc:
             first = str(exc).splitlines()[0]
             raise ConfigError(
-                f"{key} does not resolve ({first}); fix the interpolation ${{...}}: it must name "
+                f"{key!s} does not resolve ({first}); fix the interpolation ${{...}}: it must name "
                 "an existing key, e.g. seed=1 or seed=${another.key}"
             ) from None
         except Exception:  # a resolver only Hydra's runtime provides (${hydra:...}): later
@@ -375,7 +375,7 @@ def _check_optimizer(node: DictConfig) -> None:
             instantiate(node, params=params)
     except Exception as exc:  # ValueError / TypeError from the optimizer's own checks
         settings = ", ".join(
-            f"{k}={v!r}" for k, v in node.items() if not str(k).startswith("_") and k != "params"
+            f"{k!s}={v!r}" for k, v in node.items() if not str(k).startswith("_") and k != "params"
         )
         raise ConfigError(
             f"optimizer {node._target_} refuses its arguments ({one_line(exc)}; given {settings}):"

@@ -170,13 +170,14 @@ def resolve_received(data: dict[str, Any], source: Path) -> dict[str, Any]:
         first = str(exc).splitlines()[0]
         raise ConfigError(f"{source} does not resolve ({first}); restore the file") from None
     assert isinstance(plain, dict)
-    for where, value in _walk(plain):
+    resolved: dict[str, Any] = {str(k): v for k, v in plain.items()}
+    for where, value in _walk(resolved):
         if isinstance(value, str) and "${" in value:
             raise ConfigError(
                 f"{source} sets {where} to {value!r}, which would be interpolated when the run "
                 "uses it; a run folder never holds such a value: restore the file"
             )
-    return plain
+    return resolved
 
 
 def _targets(node: Any, where: str = "") -> list[tuple[str, str]]:
