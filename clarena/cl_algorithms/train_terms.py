@@ -28,7 +28,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
-from clarena.pipelines.errors import NonFiniteLossError
+from clarena.core.errors import NonFiniteLossError
 
 LOSS = "loss"
 """Name of the summed loss among the logged terms (`train/loss`)."""

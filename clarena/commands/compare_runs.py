@@ -68,8 +68,8 @@ def _per_task(source: str, parts: list[tuple[int, Any, Any]]) -> Predictions:
 
 def read_run_folder(run_dir: Path, trust: bool = False) -> Predictions:
     """The final model's saved predictions of a run folder (module docstring)."""
+    from clarena.core.errors import ClarenaError
     from clarena.pipelines import checkpoint as ckpt
-    from clarena.pipelines.errors import ClarenaError
     from clarena.pipelines.run_folder import load_run_config
 
     try:
@@ -93,8 +93,8 @@ def read_run_folder(run_dir: Path, trust: bool = False) -> Predictions:
 
 def read_checkpoint(path: Path) -> Predictions:
     """The saved predictions of the model of one task checkpoint (module docstring)."""
+    from clarena.core.errors import ClarenaError
     from clarena.pipelines import checkpoint as ckpt
-    from clarena.pipelines.errors import ClarenaError
 
     try:
         state = ckpt.load_task_checkpoint(path)
@@ -119,11 +119,11 @@ def predict_on_dataset(path: Path, dataset_file: Path, trust: bool = False) -> P
     """
     from omegaconf import OmegaConf
 
+    from clarena.core.errors import ClarenaError
     from clarena.metrics.predictions import PredictionLog
     from clarena.pipelines import checkpoint as ckpt
     from clarena.pipelines import received
     from clarena.pipelines.components import build_components
-    from clarena.pipelines.errors import ClarenaError
 
     try:
         state = ckpt.load_task_checkpoint(path)

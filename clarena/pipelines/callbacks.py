@@ -23,9 +23,9 @@ from typing import Any
 import torch
 
 from clarena import distributed
+from clarena.core.errors import NonFiniteLossError
 from clarena.metrics.predictions import PredictionLog, TaskPredictions
 from clarena.metrics.results import CLResults
-from clarena.pipelines.errors import NonFiniteLossError
 
 KILL_ENV = "CLARENA_KILL_AT"
 """Environment variable of the kill switch."""

@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from clarena.core.errors import ClarenaError
 from clarena.core.files import atomic_write_bytes
-from clarena.pipelines.errors import ClarenaError
 
 FORMAT_VERSION = 1
 """Version of the layout of `after_task_<t>.pt`."""

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 
 from hydra.errors import CompactHydraException
 
+from clarena.core.errors import ClarenaError
+
 EXIT_RUN_FAILED = 1
 """Exit code of a run that started and failed (missing dataset, NaN loss, ...)."""
 
@@ -20,16 +22,8 @@ EXIT_BAD_INPUT = 2
 """Exit code of a command line or config that was refused before anything ran."""
 
 
-class ClarenaError(Exception):
-    """An error whose message is already a complete one-line explanation with the fix."""
-
-
 class ConfigError(ClarenaError, ValueError):
     """A config or command line that cannot run (unknown key, wrong type, unsupported scenario)."""
-
-
-class NonFiniteLossError(ClarenaError, FloatingPointError):
-    """The training loss became NaN or infinite."""
 
 
 class RunFailed(CompactHydraException):

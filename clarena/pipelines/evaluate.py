@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if output.exists() and any(output.iterdir()):
         print(f"{PROG}: error: {output} is not empty; choose a new --output", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from clarena.pipelines.errors import ClarenaError
+    from clarena.core.errors import ClarenaError
     from clarena.pipelines.run_folder import (
         config_digest,
         load_run_config,

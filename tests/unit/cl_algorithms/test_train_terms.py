@@ -16,8 +16,8 @@ from lightning.pytorch.loggers import CSVLogger
 from clarena.backbones import MLP
 from clarena.cl_algorithms import Finetuning
 from clarena.cl_algorithms.train_terms import TrainTermsLog
+from clarena.core.errors import NonFiniteLossError
 from clarena.heads import make_heads
-from clarena.pipelines.errors import NonFiniteLossError
 
 
 class StepTerm(Finetuning):
