@@ -38,7 +38,7 @@ A task loop uses it like this:
             results.add(after_task=t, test_task=j, preds=preds, targets=targets,
                         preds_task_aware=preds_task_aware)
         checkpoint["metrics"] = results.state_dict()  # torch.load(..., weights_only=True) safe
-        results.write(output_dir / "results", config=resolved_config)
+        write_results(results.record(resolved_config), output_dir / "results")  # clarena.reports
 """
 
 from __future__ import annotations

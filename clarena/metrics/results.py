@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -334,29 +333,22 @@ class CLResults:
             data["summary_task_aware"] = self.summary(task_aware=True)
         return data
 
-    def write(
+    def record(
         self,
-        results_dir: str | Path,
         config: dict[str, Any] | None = None,
         provenance: Mapping[str, Any] | None = None,
-        plots: bool = True,
-    ) -> list[Path]:
-        """Write `metrics.json`, the CSV tables and the PNG plots into `results_dir` (atomically).
+    ) -> dict[str, Any]:
+        """The content of `metrics.json`: `to_dict(config)` with the names of the labels and the
+        provenance (`clarena.reports.writers.write_results` writes it and the tables and plots).
 
         Args:
-            results_dir: The folder to write into (`<output_dir>/results`); created if missing.
-            config: The resolved run configuration (plain dicts and lists), stored in
-                `metrics.json` under `config`; the run's identity (`run`) and the names of its
-                labels (`class_names`) are read from it.
+            config: The resolved run configuration (plain dicts and lists), stored under
+                `config`; the run's identity (`run`) and the names of its labels (`class_names`)
+                are read from it.
             provenance: Entries that replace or add to the collected provenance
                 (`clarena.metrics.provenance.collect`), stored under `provenance`.
-            plots: Also draw the PNG plots (the slow part); otherwise leave them as they are.
-
-        Returns:
-            The paths written.
         """
         from clarena.metrics.provenance import collect, label_names_from_config
-        from clarena.reports.writers import write_results  # lazily: it imports matplotlib
 
         data = self.to_dict(config)
         data["class_names"] = label_names_from_config(config)
@@ -364,7 +356,7 @@ class CLResults:
             **collect(config, self._task_times, self._times_measured_by(), self.num_tasks),
             **(provenance or {}),
         }
-        return write_results(data, results_dir, plots=plots)
+        return data
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:

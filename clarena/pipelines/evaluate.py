@@ -75,7 +75,9 @@ def evaluate_run(run_dir: Path, output: Path, trust: bool = False) -> tuple[obje
             recorders=[RecordPredictions(results, task_id)],
         )
         saved.load_state_dict(state["results"])
-    results.write(output, to_plain(cfg))
+    from clarena.reports.writers import write_results  # lazily: matplotlib
+
+    write_results(results.record(to_plain(cfg)), output)
     new, old = results.accuracy_matrix(), saved.accuracy_matrix()
     diff = None
     if old.shape == new.shape:

@@ -311,7 +311,9 @@ def _run(
         if worker:
             return  # rank zero writes the results and checkpoints
         # the tables after every task; the plots (0.4 s a task) once the run is complete
-        results.write(run_dir / RESULTS_DIR, plain, plots=task_id == num_tasks)
+        from clarena.reports.writers import write_results  # lazily: matplotlib
+
+        write_results(results.record(plain), run_dir / RESULTS_DIR, plots=task_id == num_tasks)
         ckpt.save_task_checkpoint(
             run_dir,
             task_id,

@@ -27,6 +27,7 @@ from matplotlib import image as mpimg
 
 from clarena.metrics import CLResults
 from clarena.pipelines import report
+from clarena.reports.writers import write_results
 
 CHROMIUM = "/usr/bin/chromium"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -184,7 +185,7 @@ def make_run(run_dir: Path, target: str, lambda_c: float, new: torch.Tensor) -> 
         "cl_algorithm": {"_target_": target, "lambda_c": lambda_c},
         "cl_dataset": {"_target_": "clarena.cl_datasets.DataIncremental", "num_tasks": 2},
     }
-    results.write(run_dir / "results", config=config)
+    write_results(results.record(config), run_dir / "results")
 
 
 def make_cil_run(run_dir: Path) -> None:
@@ -201,7 +202,7 @@ def make_cil_run(run_dir: Path) -> None:
     for (t, j), p in preds.items():
         results.add(t, j, p, targets[j], preds_task_aware=targets[j])
     config = {"scenario": "CIL", "cl_algorithm": {"_target_": "clarena.cl_algorithms.LwF"}}
-    results.write(run_dir / "results", config=config)
+    write_results(results.record(config), run_dir / "results")
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from clarena.cl_algorithms.deployed import DeployedModel, DeployedModelError
 from clarena.cl_algorithms.regularizers import logit_difference_inhibition
 from clarena.pipelines.deployed import update_options
 from clarena.pipelines.errors import ConfigError
+from clarena.reports.writers import write_results
 
 
 def _trained_model(seed: int = 0, hidden: tuple[int, ...] = (16,)):
@@ -265,7 +266,7 @@ def test_bcwi_reports_its_alpha_into_metrics_json(tmp_path: Path) -> None:
     labels = torch.tensor([0, 1, 1, 0])
     results.add(1, 1, labels, labels)
     results.set_algorithm_record(algorithm.results_record())
-    results.write(tmp_path, plots=False)
+    write_results(results.record(), tmp_path, plots=False)
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written["algorithm"] == {"bcwi": {"task_2": algorithm.alpha_records[2]}}
     again = CLResults()

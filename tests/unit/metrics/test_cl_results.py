@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from clarena.metrics import CLResults
+from clarena.reports.writers import write_results
 
 T = torch.tensor
 TARGETS = {1: T([0, 1, 0, 1]), 2: T([2, 3, 2, 3]), 3: T([4, 5, 4, 5])}
@@ -141,7 +142,7 @@ def test_write_produces_the_results_files(tmp_path):
             results.add(t, j, PREDS[(t, j)], TARGETS[j], preds_task_aware=aware)
     config = {"cl_algorithm": {"_target_": "clarena.cl_algorithms.LwF", "lambda_c": 0.5}}
     out = tmp_path / "run" / "results"
-    results.write(out, config=config)
+    write_results(results.record(config), out)
     names = sorted(p.name for p in out.iterdir())
     assert names == [
         "accuracy_matrix.csv",

@@ -28,7 +28,7 @@ from clarena.metrics.provenance import (
     run_identity,
 )
 from clarena.reports.html import run_page
-from clarena.reports.writers import json_safe
+from clarena.reports.writers import json_safe, write_results
 
 T = torch.tensor
 CONFIG = {
@@ -79,7 +79,7 @@ def test_metrics_json_holds_identity_provenance_and_task_times(tmp_path: Path) -
     results = two_tasks()
     results.set_task_time(1, 2.5)
     results.set_task_time(2, 1.25)
-    results.write(tmp_path, config=CONFIG)
+    write_results(results.record(CONFIG), tmp_path)
     data = json.loads((tmp_path / "metrics.json").read_text())
     assert data["run"] == run_identity(CONFIG)
     prov = data["provenance"]
@@ -107,7 +107,7 @@ def test_task_times_default_to_the_time_between_tests_and_survive_a_resume(tmp_p
     resumed = CLResults()
     resumed.load_state_dict(torch.load(tmp_path / "ckpt.pt", weights_only=True)["m"])
     assert resumed.task_times == {1: measured[1], 2: 7.0}
-    resumed.write(tmp_path / "out")
+    write_results(resumed.record(), tmp_path / "out")
     prov = json.loads((tmp_path / "out" / "metrics.json").read_text())["provenance"]
     assert prov["wall_time_per_task_s"] == [measured[1], 7.0]
     assert prov["wall_time_measured_by"].startswith("task loop (tasks 2)")
@@ -180,7 +180,7 @@ def test_label_names_follow_the_task_split() -> None:
 
 def test_per_class_tables_of_the_report_use_the_class_names(tmp_path: Path) -> None:
     results = two_tasks()
-    results.write(tmp_path, config=CONFIG)
+    write_results(results.record(CONFIG), tmp_path)
     data = json_safe(json.loads((tmp_path / "metrics.json").read_text()))
     page = run_page(data, {}, "run")
     names = label_names_from_config(CONFIG)
@@ -198,7 +198,7 @@ def test_every_value_of_metrics_json_is_escaped_in_the_report(tmp_path: Path) ->
     payload = "<script>alert(1)</script>"
     results = two_tasks()
     config = {**CONFIG, "experiment_name": payload}
-    results.write(tmp_path, config=config)
+    write_results(results.record(config), tmp_path)
     data = json_safe(json.loads((tmp_path / "metrics.json").read_text()))
     data["num_tasks"] = payload
     data["scenario"] = payload

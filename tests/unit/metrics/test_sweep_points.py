@@ -11,6 +11,7 @@ import torch
 from clarena.metrics import CLResults
 from clarena.metrics.sweep import algorithm_kind, load_metrics, sweep_point
 from clarena.reports.sweep_plots import tradeoff_png
+from clarena.reports.writers import write_results
 
 T = torch.tensor
 
@@ -23,7 +24,7 @@ def write_run(results_dir, config=None, reference=False):
     results.add(1, 1, T([0, 1, 0, 0]), labels)  # right on 0, 1, 3
     results.add(2, 1, T([0, 0, 1, 0]), labels)  # right on 0, 2, 3
     results.add(2, 2, labels, labels)
-    results.write(results_dir, config=config)
+    write_results(results.record(config), results_dir)
 
 
 @pytest.mark.parametrize(
@@ -93,7 +94,7 @@ def test_bad_metrics_files_are_refused(tmp_path):
 def test_one_task_run_has_no_update_to_place(tmp_path):
     results = CLResults("TIL")
     results.add(1, 1, T([0, 1]), T([0, 1]))
-    results.write(tmp_path)
+    write_results(results.record(), tmp_path)
     point = sweep_point("0", tmp_path, load_metrics(tmp_path))
     assert point.comparison == "none" and point.btc is None and point.accuracy is None
     assert not math.isnan(point.average_accuracy)
