@@ -146,8 +146,14 @@ def test_hf_dataset_on_disk_and_parquet(tmp_path):
     parquet.mkdir()
     for split, ds in datasets.load_from_disk(str(root)).items():
         ds.to_parquet(str(parquet / f"{split}-00000-of-00001.parquet"))
-    again = SplitCLDataset("hf", "TIL", root=parquet, classes_per_task=2, in_memory=True)
-    assert torch.equal(again.data.train_x, data.data.train_x)
+    arrow = tmp_path / "arrow"
+    arrow.mkdir()
+    for split in ("train", "test"):  # the arrow file save_to_disk wrote, named by its split
+        (arrow / f"{split}.arrow").write_bytes(next((root / split).glob("*.arrow")).read_bytes())
+    for folder in (parquet, arrow):
+        again = SplitCLDataset("hf", "TIL", root=folder, classes_per_task=2, in_memory=True)
+        assert again.class_names == CLASSES
+        assert torch.equal(again.data.train_x, data.data.train_x)
     with pytest.raises(ValueError, match=r"no column 'img'.*source_options.image_column"):
         SplitCLDataset("hf", "TIL", root=root, source_options={"image_column": "img"})
 
