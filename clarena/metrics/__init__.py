@@ -3,9 +3,8 @@ r"""Metrics of continual learning and of backward-compatible model updates; the 
 - `clarena.metrics.CLResults`: the accumulator the task loop feeds with test predictions after
   each task; it computes the accuracy matrix (task-aware and task-agnostic in CIL), the summary
   metrics, the compatibility of consecutive models (and against a user-supplied old model), keeps a
-  weights-only-safe `state_dict` for resuming, and `write`s the results files (with
-  `clarena.reports.writers`, imported only then: importing `clarena.metrics` does not import
-  matplotlib).
+  weights-only-safe `state_dict` for resuming, and `record`s the content of `metrics.json`
+  (`clarena.reports.writers.write_results` writes the files and plots from it).
 - `clarena.metrics.functional`: the math, once: `average_accuracy`, `backward_transfer`,
   `forgetting`, `forward_transfer` over an accuracy matrix; `compatibility_counts`,
   `compatibility_scores` (NFR, PFR, NFI, BTC, BEC) and `negative_flips_per_class` over predictions;

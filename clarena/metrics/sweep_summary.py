@@ -13,7 +13,7 @@ $$ \Delta\mathrm{acc} = \overline{a_s - a^0_s}, \qquad
 each with its standard error (the seeds share $h_1$, so pairing removes $h_1$'s spread).
 `pareto_front` marks the settings no other setting beats in both accuracy and NFR.
 
-`ensemble_reference` is the reference line of Positive-Congruent Training (Yan et al., CVPR 2021):
+`score_ensemble` is the reference line of Positive-Congruent Training (Yan et al., CVPR 2021):
 the updates of the $\lambda_c = 0$ runs (one per seed) are averaged (their softmax outputs) into
 one ensemble model, whose NFR against each seed's old model $h_1$ is measured on the same test
 points; an ensemble lowers flips without any loss term.
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -128,44 +127,13 @@ class EnsembleReference:
     member_nfr: Estimate
 
 
-def _outputs(run_dir: Path) -> tuple[Any, Any, Any] | None:
-    """(softmax of the run's final model, its h1's predictions, the labels) on the test points of
-    the tasks before the last, or None when the run has fewer than two task checkpoints."""
+def score_ensemble(outputs: Sequence[tuple[Any, Any, Any]]) -> EnsembleReference | None:
+    """The ensemble reference of the $\\lambda_c = 0$ updates from each one's outputs on the same
+    test points: `(softmax of the update, its h1's predictions, the labels)` per seed (the
+    pipeline rebuilds the models from the run folders, `clarena.pipelines.sweep_ensemble`).
+    None with fewer than two members, or members tested on different points or widths."""
     import torch
 
-    from clarena.pipelines import checkpoint as ckpt
-    from clarena.pipelines.task_loop import CONFIG_FILE, build_components
-
-    tasks = ckpt.saved_tasks(run_dir)
-    if len(tasks) < 2 or not (run_dir / CONFIG_FILE).is_file():
-        return None
-    from clarena.pipelines.run_folder import load_run_config
-
-    cfg = load_run_config(run_dir)  # a run folder is data: allow-listed components only
-    models = []
-    for task_id in tasks[-2:]:
-        components = build_components(cfg)
-        state = ckpt.load_task_checkpoint(ckpt.task_checkpoint_path(run_dir, task_id))
-        components.algorithm.load_cl_state_dict(state["cl_state"])
-        components.algorithm.eval()
-        models.append(components.algorithm)
-    datamodule = components.datamodule
-    datamodule.setup_task(tasks[-1])
-    probabilities, old_preds, labels = [], [], []
-    with torch.no_grad():
-        for test_task in range(1, tasks[-1]):
-            for x, y, task_ids in datamodule.task_test_dataloader(test_task):
-                probabilities.append(torch.softmax(models[1](x, task_ids).float(), dim=1))
-                old_preds.append(models[0](x, task_ids).argmax(dim=1))
-                labels.append(y)
-    return torch.cat(probabilities), torch.cat(old_preds), torch.cat(labels)
-
-
-@lru_cache(maxsize=8)
-def _ensemble(run_dirs: tuple[str, ...]) -> EnsembleReference | None:
-    import torch
-
-    outputs = [o for o in (_outputs(Path(d)) for d in run_dirs) if o is not None]
     if len(outputs) < 2:
         return None
     labels = outputs[0][2]
@@ -191,15 +159,11 @@ def _ensemble(run_dirs: tuple[str, ...]) -> EnsembleReference | None:
     )
 
 
-def ensemble_reference(points: Sequence[SweepPoint]) -> EnsembleReference | None:
-    """The ensemble reference of the sweep's $\\lambda_c = 0$ runs (one per seed), or None when it
-    has fewer than two of them with saved models (checkpoints) of a model update."""
+def baseline_runs(points: Sequence[SweepPoint]) -> list[Path]:
+    """The run folders of the sweep's $\\lambda_c = 0$ updates, one per seed (sorted)."""
     baseline = _baseline_by_seed(points)
-    dirs = sorted(
-        str(p.run_dir)
+    return sorted(
+        p.run_dir
         for p in baseline.values()
         if p.run_dir is not None and p.comparison != "reference"
     )
-    if len(dirs) < 2:
-        return None
-    return _ensemble(tuple(dirs))

@@ -46,6 +46,7 @@ def report_sweep(sweep_dir: Path, runs: list[Path], output: Path | None = None) 
     """Write the page and plots of a sweep; return the page's path."""
     from clarena.core.files import atomic_write_bytes, atomic_write_text
     from clarena.metrics.sweep import load_metrics, sweep_point
+    from clarena.pipelines.sweep_ensemble import ensemble_reference
     from clarena.reports.sweep import sweep_csv, sweep_page
     from clarena.reports.sweep_plots import (
         error_overlap_png,
@@ -71,8 +72,9 @@ def report_sweep(sweep_dir: Path, runs: list[Path], output: Path | None = None) 
         )
     points.sort(key=lambda p: (p.kind, p.lambda_c if p.lambda_c is not None else 0.0, p.name))
     out_dir = output or sweep_dir / SWEEP_REPORT_DIR
+    ensemble = ensemble_reference(points)
     pngs = {
-        "tradeoff_btc.png": tradeoff_png(points, "btc"),
+        "tradeoff_btc.png": tradeoff_png(points, "btc", ensemble),
         "tradeoff_bec.png": tradeoff_png(points, "bec"),
         "error_overlap.png": error_overlap_png(points),
         "incompatible_per_class.png": incompatible_per_class_png(points),
@@ -80,7 +82,8 @@ def report_sweep(sweep_dir: Path, runs: list[Path], output: Path | None = None) 
     for name, png in pngs.items():
         atomic_write_bytes(out_dir / name, png)
     atomic_write_text(out_dir / "sweep.csv", sweep_csv(points))
-    page = sweep_page(points, pngs, skipped, f"clarena sweep report: {sweep_dir.resolve().name}")
+    title = f"clarena sweep report: {sweep_dir.resolve().name}"
+    page = sweep_page(points, pngs, skipped, title, ensemble)
     return atomic_write_text(out_dir / PAGE_NAME, page)
 
 

@@ -15,7 +15,7 @@ import io
 
 from clarena.metrics.study import Estimate
 from clarena.metrics.sweep import SweepPoint, name_settings
-from clarena.metrics.sweep_summary import aggregate, ensemble_reference
+from clarena.metrics.sweep_summary import EnsembleReference, aggregate
 from clarena.reports.html import figure, page, pct, table
 from clarena.reports.sweep_plots import KIND_STYLE
 
@@ -29,7 +29,7 @@ def _estimate(value: Estimate, scale: float = 100.0, signed: bool = False) -> st
     return f"{text} ± {value.standard_error * scale:.2f}"
 
 
-def seed_summary(points: list[SweepPoint]) -> list[str]:
+def seed_summary(points: list[SweepPoint], ensemble: EnsembleReference | None = None) -> list[str]:
     """The page section of a sweep over seeds: mean ± standard error per setting, the Pareto
     front, and the ensemble reference line (nothing when no setting has two seeds)."""
     name_settings(points)
@@ -66,7 +66,6 @@ def seed_summary(points: list[SweepPoint]) -> list[str]:
             text_columns=1,
         ),
     ]
-    ensemble = ensemble_reference(points)
     if ensemble is not None:
         body.append(
             '<p class="note">Ensemble reference (PCT): the averaged softmax of the '
@@ -80,7 +79,11 @@ def seed_summary(points: list[SweepPoint]) -> list[str]:
 
 
 def sweep_page(
-    points: list[SweepPoint], pngs: dict[str, bytes], skipped: list[str], title: str
+    points: list[SweepPoint],
+    pngs: dict[str, bytes],
+    skipped: list[str],
+    title: str,
+    ensemble: EnsembleReference | None = None,
 ) -> str:
     """The report page of a sweep: trade-off plots, error overlap and incompatible points."""
     comparisons = sorted({p.comparison for p in points})
@@ -150,7 +153,7 @@ def sweep_page(
             ],
             text_columns=2,
         ),
-        *seed_summary(points),
+        *seed_summary(points, ensemble),
         "<h2>Error overlap and incompatible points</h2>",
         '<div class="plots">',
         figure(

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from clarena.metrics.sweep import SweepPoint
-from clarena.metrics.sweep_summary import ensemble_reference
+from clarena.metrics.sweep_summary import EnsembleReference
 from clarena.reports.plots import percent, png_bytes
 
 #: How the points of each kind of algorithm are drawn: (legend label, marker, colour, in words).
@@ -25,7 +25,9 @@ KIND_STYLE: dict[str, tuple[str, str, str, str]] = {
 }
 
 
-def tradeoff_png(points: list[SweepPoint], metric: str) -> bytes:
+def tradeoff_png(
+    points: list[SweepPoint], metric: str, ensemble: EnsembleReference | None = None
+) -> bytes:
     """Accuracy of the new model against BTC or BEC (`metric`), one marker per run, labelled by
     $\\lambda_c$, with the old model's accuracy as a dashed reference line."""
     title = {"btc": "backward trust compatibility BTC", "bec": "backward error compatibility BEC"}
@@ -56,7 +58,6 @@ def tradeoff_png(points: list[SweepPoint], metric: str) -> bytes:
             label=f"old model ({mean_old:.1f}%{spread})",
         )
     if metric == "btc":
-        ensemble = ensemble_reference(points)
         if ensemble is not None and ensemble.btc.mean is not None:
             ax.axvline(
                 ensemble.btc.mean * 100,
