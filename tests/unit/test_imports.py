@@ -42,14 +42,30 @@ def test_reports_import_metrics_and_metrics_never_import_reports() -> None:
     for name, edges in graph.items():
         if name.startswith("clarena.metrics"):
             assert not {e for e in edges if e.startswith("clarena.reports")}, name
-    # not even under TYPE_CHECKING or inside a function, but CLResults.write's one import
-    lazy = [
-        (path.relative_to(PACKAGE).as_posix(), node.module)
-        for path in (PACKAGE / "metrics").rglob("*.py")
+    # not even under TYPE_CHECKING or inside a function
+    assert _imports_up(("metrics",), ("clarena.reports",)) == []
+
+
+def _imports_up(packages: tuple[str, ...], higher: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Every `from X import` in `packages` (anywhere in a file) of a module under `higher`."""
+    return [
+        (path.relative_to(PACKAGE).as_posix(), node.module or "")
+        for package in packages
+        for path in (PACKAGE / package).rglob("*.py")
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("clarena.reports")
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(higher)
     ]
-    assert lazy == [("metrics/results.py", "clarena.reports.writers")]
+
+
+def test_no_lower_layer_imports_a_higher_one() -> None:
+    """core < metrics, data, models, algorithms < reports < pipelines < commands; a dataset
+    records nothing in the metrics."""
+    lower = ("core", "metrics", "cl_datasets", "backbones", "heads", "cl_algorithms", "reports")
+    assert _imports_up(lower, ("clarena.pipelines", "clarena.commands", "clarena.cli")) == []
+    above_core = tuple(f"clarena.{p}" for p in lower if p != "core")
+    assert _imports_up(("core",), above_core) == []
+    data_and_models = ("cl_datasets", "backbones", "heads")
+    assert _imports_up(data_and_models, ("clarena.metrics", "clarena.cl_algorithms")) == []
 
 
 def test_the_sweep_modules_do_not_import_each_other_in_a_circle() -> None:
