@@ -456,7 +456,10 @@ class Loop:
                 module.on_test_epoch_start()
                 for idx, loader in enumerate(loaders):
                     move = self._needs_moving(loader)
+                    limit = self.settings.limit_test_batches
                     for batch_idx, batch in enumerate(loader):
+                        if limit is not None and batch_idx >= limit:
+                            break
                         batch = fabric.to_device(batch) if move else batch
                         out = module.test_step(batch, batch_idx, dataloader_idx=idx)
                         for recorder in recorders:

@@ -68,6 +68,8 @@ class LoopSettings:
         gradient_clip_algorithm: `norm` or `value`.
         accumulate_grad_batches: Batches whose gradients add up to one optimizer step.
         enable_progress_bar: Draw the progress bar (on rank zero).
+        limit_test_batches: Test on the first this many batches of each test task only (null:
+            all; for quick trials: the accuracies are then of those batches).
         checkpoint_every_minutes: Write the within-task checkpoint once this many minutes of
             training passed since the task started or since the last write (null: not by time).
         checkpoint_every_n_steps: Also write it every this many optimizer steps (null: not by
@@ -86,6 +88,7 @@ class LoopSettings:
     gradient_clip_algorithm: str = "norm"
     accumulate_grad_batches: int = 1
     enable_progress_bar: bool = True
+    limit_test_batches: int | None = None
     checkpoint_every_minutes: float | None = 10
     checkpoint_every_n_steps: int | None = None
 

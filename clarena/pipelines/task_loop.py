@@ -157,7 +157,8 @@ def run_tasks(
     3. `loop_for(t)` fits the task (from `resume_from`, the within-task checkpoint of the first
        task, when given) and tests every task so far; the predictions reach `results` through
        `RecordPredictions`;
-    4. `algorithm.on_task_end(t, datamodule)`; the task's wall time goes into `results`;
+    4. `algorithm.on_task_end(t, datamodule)`; the algorithm's own record (`results_record`) and
+       the task's wall time go into `results`;
     5. `after_task(t, loop)` (the pipeline writes and checkpoints there).
 
     Returns:
@@ -176,6 +177,7 @@ def run_tasks(
         resume_from = None
         loop.test(algorithm, datamodule=datamodule, recorders=[RecordPredictions(results, task_id)])
         algorithm.on_task_end(task_id, datamodule)
+        results.set_algorithm_record(algorithm.results_record())  # e.g. BCWI's chosen alpha
         results.set_task_time(task_id, time.monotonic() - task_start)
         if after_task is not None:
             after_task(task_id, loop)

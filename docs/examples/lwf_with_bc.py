@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from lightning import Trainer, seed_everything
+from lightning import seed_everything
 from torch import Tensor
 
 from clarena.backbones import MLP
@@ -26,6 +26,8 @@ from clarena.cl_algorithms import CLAlgorithm
 from clarena.cl_algorithms.regularizers import BCNewErrorReg, DistillationReg
 from clarena.heads import make_heads
 from clarena.metrics import CLResults
+from clarena.pipelines.loop import Loop, make_fabric
+from clarena.pipelines.loop_settings import LoopSettings
 from clarena.pipelines.quiet import quiet_output
 from clarena.pipelines.task_loop import Components, run_tasks
 
@@ -60,17 +62,16 @@ class LwFWithBC(CLAlgorithm):
         return terms
 
 
-def _trainer(max_steps: int, callbacks: list) -> Trainer:
-    return Trainer(
-        callbacks=callbacks,
-        max_steps=max_steps,
+def _loop(task_id: int, max_steps: int) -> Loop:
+    """clarena's loop (on Lightning Fabric) for one task: `max_steps` steps on the CPU, no
+    checkpoints, no progress bar."""
+    settings = LoopSettings(
         accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
+        max_steps=max_steps,
         enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
+        checkpoint_every_minutes=None,
     )
+    return Loop(make_fabric(settings), task_id, settings)
 
 
 def main(steps: int = 150, lambda_c: float = 1.0, seed: int = 0) -> dict[str, list[float]]:
@@ -91,7 +92,7 @@ def main(steps: int = 150, lambda_c: float = 1.0, seed: int = 0) -> dict[str, li
     )
     history: dict[str, list[float]] = {"accuracy": [], "negative_flip_rate": []}
 
-    def record(t: int, trainer: Trainer) -> None:
+    def record(t: int, loop: Loop) -> None:
         # every task tests on the same held-out digits, test task 1
         right = results.predictions(t, 1) == results.targets(1)
         history["accuracy"].append(right.double().mean().item())
@@ -103,7 +104,7 @@ def main(steps: int = 150, lambda_c: float = 1.0, seed: int = 0) -> dict[str, li
     results = CLResults("DataIL")
     run_tasks(
         Components(data, algorithm),
-        lambda t, callbacks: _trainer(steps, callbacks),
+        lambda t: _loop(t, steps),
         range(1, data.num_tasks + 1),
         results,
         after_task=record,

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from lightning import Trainer, seed_everything
+from lightning import seed_everything
 
 from clarena.backbones import MLP
 from clarena.cl_algorithms import ALGORITHMS
 from clarena.heads import make_heads
+from clarena.pipelines.loop import Loop, make_fabric
+from clarena.pipelines.loop_settings import LoopSettings
 from clarena.pipelines.task_loop import Components, run_tasks
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -26,19 +28,15 @@ DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
 STEPS_PER_TASK = 100
 
 
-def _trainer(max_steps: int = -1, callbacks=()) -> Trainer:
-    return Trainer(
-        callbacks=list(callbacks),
-        max_steps=max_steps,
+def _loop(task_id: int, max_steps: int) -> Loop:
+    """clarena's loop for one task: `max_steps` steps on the CPU, no checkpoints."""
+    settings = LoopSettings(
         accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
+        max_steps=max_steps,
         enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
+        checkpoint_every_minutes=None,
     )
+    return Loop(make_fabric(settings), task_id, settings)
 
 
 def _final_average_accuracy(name: str, scenario: str, **kwargs) -> float:
@@ -65,7 +63,7 @@ def _final_average_accuracy(name: str, scenario: str, **kwargs) -> float:
     )
     results = run_tasks(
         Components(datamodule, algorithm),
-        lambda t, callbacks: _trainer(STEPS_PER_TASK, callbacks),
+        lambda t: _loop(t, STEPS_PER_TASK),
         range(1, 6),
     )
     final = results.accuracy_matrix()[-1]

@@ -21,6 +21,7 @@ CASES = {
     "hat": ("cl_algorithm=hat", "scenario=TIL"),
 }
 COMMON = ("cl_dataset.num_tasks=3", "trainer.max_epochs=2", "seed=3", "logger=none")
+EVERY_10 = "trainer.checkpoint_every_n_steps=10"  # the within-task checkpoint, mid-epoch 2
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -30,7 +31,7 @@ def test_resume_inside_a_task_gives_identical_results(name: str, tmp_path: Path)
     assert reference.returncode == 0, reference.stderr[-2000:]
     run = tmp_path / "run"
     env = {"CLARENA_KILL_AT": "task:2:step:12"}  # in task 2's second epoch (9 batches each)
-    killed = clarena("train", *args, f"output_dir={run}", cwd=tmp_path, env=env)
+    killed = clarena("train", *args, EVERY_10, f"output_dir={run}", cwd=tmp_path, env=env)
     assert killed.returncode == -signal.SIGKILL
     resumed = clarena("train", f"resume={run}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]

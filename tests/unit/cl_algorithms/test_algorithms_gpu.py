@@ -1,7 +1,6 @@
-"""Every algorithm on a CUDA device through Lightning (skipped without one).
+"""Every algorithm on a CUDA device through clarena's loop (skipped without one).
 
-Lightning moves the model back to the CPU after each `fit`, so this checks that h1, the replay
-buffer and EWC's Fisher follow the model between tasks.
+This checks that h1, the replay buffer and EWC's Fisher follow the model between tasks.
 """
 
 from __future__ import annotations
@@ -9,26 +8,24 @@ from __future__ import annotations
 import pytest
 import torch
 from cl_synthetic_stream import SyntheticStream, build_algorithm
-from lightning import Trainer
 
 from clarena.cl_algorithms import ALGORITHMS
+from clarena.pipelines.loop import Loop, make_fabric
+from clarena.pipelines.loop_settings import LoopSettings
 from clarena.pipelines.task_loop import Components, run_tasks
 
 pytestmark = pytest.mark.gpu
 
 
-def _trainer(max_steps: int = -1, callbacks=()) -> Trainer:
-    return Trainer(
-        callbacks=list(callbacks),
-        max_steps=max_steps,
+def _loop(task_id: int, max_steps: int) -> Loop:
+    """clarena's loop for one task: `max_steps` steps on the GPU, no checkpoints."""
+    settings = LoopSettings(
         accelerator="gpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
+        max_steps=max_steps,
         enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
+        checkpoint_every_minutes=None,
     )
+    return Loop(make_fabric(settings), task_id, settings)
 
 
 @pytest.mark.parametrize("name", list(ALGORITHMS))
@@ -41,9 +38,9 @@ def test_two_tasks_on_cuda(name: str) -> None:
     losses: list[torch.Tensor] = []
     results = run_tasks(
         Components(stream, algorithm),
-        lambda t, callbacks: _trainer(4, callbacks),
+        lambda t: _loop(t, 4),
         (1, 2),
-        after_task=lambda t, trainer: losses.append(trainer.callback_metrics["train/loss"]),
+        after_task=lambda t, loop: losses.append(loop.callback_metrics["train/loss"]),
     )
     assert all(torch.isfinite(loss) for loss in losses) and len(losses) == 2
     assert algorithm.fit_device is not None and algorithm.fit_device.type == "cuda"
