@@ -85,7 +85,9 @@ def _csv_text(header: list[str], rows: list[dict[str, str]]) -> str:
     import io
 
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
+    # the line ends of Lightning's writer (csv's default "\r\n"): a resumed run's file has the
+    # bytes of an uninterrupted run's
+    writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\r\n")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
