@@ -60,3 +60,7 @@ def test_experiment_runs_end_to_end_on_a_few_batches(
     metrics = json.loads((run / "results" / "metrics.json").read_text())
     assert metrics["scenario"] == cfg.scenario and len(metrics["accuracy_matrix"]) == tasks
     assert (run / "checkpoints" / f"after_task_{tasks}.pt").is_file()
+    if "bcwi" in experiment:  # the alpha chosen at each update is in the results
+        record = metrics["algorithm"]["bcwi"]
+        assert sorted(record) == [f"task_{t}" for t in range(2, tasks + 1)]
+        assert all(r["alpha"] in r["alphas"] for r in record.values())
