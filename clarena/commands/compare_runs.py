@@ -135,6 +135,7 @@ def predict_on_dataset(path: Path, dataset_file: Path, trust: bool = False) -> P
                 f"{dataset_file} is not a dataset config (a mapping with a _target_); pass a "
                 "file like clarena/configs/cl_dataset/split_fmnist.yaml"
             )
+        received.refuse_resolvers(config, path)  # the checkpoint's config is received data too
         received.refuse_resolvers(dataset, dataset_file)
         merged = received.resolve_received({**config, "cl_dataset": dataset}, dataset_file)
         if not trust:  # what build_components instantiates (never the trainer, loggers, ...)

@@ -312,3 +312,12 @@ def test_a_checkpoint_tested_on_a_dataset_config_reproduces_its_saved_prediction
     (tmp_path / "evil.yaml").write_text("_target_: os.system\ncommand: echo hi\n")
     err = _refused(capsys, tmp_path, checkpoint, checkpoint, "--dataset", tmp_path / "evil.yaml")
     assert "'os.system', which is not one of clarena's components" in err
+    # a checkpoint's own config is received data: no resolver in it is evaluated
+    import torch
+
+    state = torch.load(checkpoint, weights_only=True)
+    state["config"]["experiment_name"] = "${oc.env:HOME}"
+    leaky = tmp_path / "after_task_2.pt"
+    torch.save(state, leaky)
+    err = _refused(capsys, tmp_path, leaky, leaky, "--dataset", dataset)
+    assert "experiment_name" in err and "${oc.env:...}" in err
