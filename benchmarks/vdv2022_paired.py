@@ -1,0 +1,178 @@
+"""Paired runs of the van de Ven et al. (2022) split-MNIST cells: the reference code and clarena.
+
+For each (method, scenario, seed) this runs the reference implementation
+(GMvandeVen/continual-learning, unmodified, one thread) and `clarena train
+experiment=vdv2022_<method>_<scenario> seed=<seed>` on the same seed, hence the same class order
+(`cl_dataset.shuffle_classes: vdv2022`), one after the other, and appends one row per side to a
+CSV: the final accuracy on each context, their average and the wall time. `--summary` prints the
+paired table: per cell, both means ± sem over the seeds that both sides finished, and the mean
+paired difference (clarena − reference) ± sem.
+
+    python benchmarks/vdv2022_paired.py --reference <checkout of continual-learning> \
+        --data-dir <dir holding MNIST/MNIST/raw> --cells ewc:domain si:domain --seeds 2 3 4 5 6
+    python benchmarks/vdv2022_paired.py --summary
+
+The reference is read from a checkout that is not part of this repository (fetch it yourself);
+nothing of it is copied here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "vdv2022_paired.csv"
+FIELDS = ("side", "method", "scenario", "seed", "average", "per_context", "seconds")
+SCENARIOS = {"task": "til", "domain": "dil", "class": "cil"}
+# the reference's main.py flag per method, clarena's experiment name part per method
+REFERENCE_FLAGS = {
+    "finetuning": [],
+    "joint": ["--joint"],
+    "ewc": ["--ewc"],
+    "si": ["--si"],
+    "lwf": ["--lwf"],
+    "er": ["--replay=buffer"],
+    "agem": ["--agem"],
+    "icarl": ["--icarl"],
+}
+CONTEXT_LINE = re.compile(r"^ - Context (\d+): ([0-9.]+)\s*$", re.MULTILINE)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return env
+
+
+def run_reference(
+    checkout: Path, data_dir: Path, method: str, scenario: str, seed: int
+) -> list[float]:
+    """The reference's final accuracy on each context, parsed from what its main.py prints."""
+    command = [sys.executable, "main.py", "--experiment=splitMNIST", f"--scenario={scenario}"]
+    command += [*REFERENCE_FLAGS[method], f"--seed={seed}", "--no-gpus", f"--data-dir={data_dir}"]
+    command += ["--no-save"]
+    done = subprocess.run(command, cwd=checkout, env=_env(), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the reference failed: {' '.join(command)}\n{done.stderr[-2000:]}")
+    found = sorted((int(k), float(v)) for k, v in CONTEXT_LINE.findall(done.stdout))
+    if [k for k, _ in found] != [1, 2, 3, 4, 5]:
+        raise SystemExit(f"the reference printed no per-context accuracies: {' '.join(command)}")
+    return [v for _, v in found]
+
+
+def run_clarena(method: str, scenario: str, seed: int) -> list[float]:
+    """clarena's final accuracy on each context: the last row of its accuracy matrix."""
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        experiment = f"experiment=vdv2022_{method}_{SCENARIOS[scenario]}"
+        command = [sys.executable, "-m", "clarena", "train", experiment, f"seed={seed}"]
+        command += [f"output_dir={run}"]
+        done = subprocess.run(command, env=_env(), capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"clarena failed: {' '.join(command)}\n{done.stderr[-2000:]}")
+        with open(run / "results" / "accuracy_matrix.csv", newline="") as f:
+            last = list(csv.DictReader(f))[-1]
+    return [float(last[f"test_on_task_{k}"]) for k in range(1, 6)]
+
+
+def append(row: dict[str, object]) -> None:
+    new = not RESULTS.exists()
+    with open(RESULTS, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS, lineterminator="\n")
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def measure(args: argparse.Namespace) -> None:
+    for cell in args.cells:
+        method, scenario = cell.split(":")
+        for seed in args.seeds:
+            for side in ("reference", "clarena"):
+                start = time.monotonic()
+                if side == "reference":
+                    where = (args.reference, args.data_dir)
+                    accuracies = run_reference(*where, method, scenario, seed)
+                else:
+                    accuracies = run_clarena(method, scenario, seed)
+                seconds = time.monotonic() - start
+                average = 100 * sum(accuracies) / len(accuracies)
+                append(
+                    {
+                        "side": side,
+                        "method": method,
+                        "scenario": scenario,
+                        "seed": seed,
+                        "average": f"{average:.2f}",
+                        "per_context": " ".join(f"{100 * a:.2f}" for a in accuracies),
+                        "seconds": f"{seconds:.0f}",
+                    }
+                )
+                print(f"{side} {method} {scenario} seed {seed}: {average:.2f} % in {seconds:.0f} s")
+
+
+def _mean_sem(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, math.nan
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(var / len(values))
+
+
+def summary() -> str:
+    """The paired table in Markdown over the seeds both sides finished."""
+    with open(RESULTS, newline="") as f:
+        rows = list(csv.DictReader(f))
+    cells: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
+    for row in rows:
+        sides = cells.setdefault((row["method"], row["scenario"]), {"reference": {}, "clarena": {}})
+        sides[row["side"]][int(row["seed"])] = float(row["average"])
+    lines = [
+        "| cell | seeds (n) | reference | clarena | clarena − reference |",
+        "|---|---|---|---|---|",
+    ]
+    for (method, scenario), sides in sorted(cells.items()):
+        seeds = sorted(set(sides["reference"]) & set(sides["clarena"]))
+        if not seeds:
+            continue
+        ref = [sides["reference"][s] for s in seeds]
+        ours = [sides["clarena"][s] for s in seeds]
+        diff = [o - r for o, r in zip(ours, ref, strict=True)]
+        cols = [f"{m:.2f} ± {e:.2f}" for m, e in map(_mean_sem, (ref, ours, diff))]
+        label = f"{method} {scenario}-IL"
+        seed_list = ", ".join(map(str, seeds))
+        lines.append(f"| {label} | {seed_list} ({len(seeds)}) | {' | '.join(cols)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", type=Path, help="checkout of GMvandeVen/continual-learning")
+    parser.add_argument("--data-dir", type=Path, help="the reference's --data-dir")
+    parser.add_argument("--cells", nargs="+", default=[], help="method:scenario, e.g. si:domain")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[2, 3, 4, 5, 6])
+    parser.add_argument("--summary", action="store_true", help="print the paired table")
+    args = parser.parse_args()
+    if args.summary:
+        print(summary())
+        return
+    if args.reference is None or args.data_dir is None:
+        parser.error("--reference and --data-dir are needed to measure")
+    for cell in args.cells:
+        method, _, scenario = cell.partition(":")
+        if method not in REFERENCE_FLAGS or scenario not in SCENARIOS:
+            parser.error(f"unknown cell {cell!r}: method:scenario, scenario task|domain|class")
+    measure(args)
+
+
+if __name__ == "__main__":
+    main()
