@@ -36,7 +36,7 @@ def experiments(pattern: str) -> list[str]:
 def dataset_missing(name: str) -> str | None:
     """Why the experiment's dataset cannot be read here, or None."""
     from clarena.cl_datasets import load_source
-    from clarena.pipelines.config import compose_config
+    from clarena.run.config import compose_config
 
     cfg = compose_config([f"experiment={name}", "output_dir=/tmp/unused"])
     try:

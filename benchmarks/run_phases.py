@@ -30,8 +30,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 PHASES: dict[str, tuple[str, str, str]] = {
     "read the data files": ("clarena.cl_datasets.base", "CLDataset", "prepare_data"),
-    "fits (the training loop)": ("clarena.pipelines.loop", "Loop", "_fit"),
-    "tests": ("clarena.pipelines.loop", "Loop", "test"),
+    "fits (the training loop)": ("clarena.run.loop", "Loop", "_fit"),
+    "tests": ("clarena.run.loop", "Loop", "test"),
     "EWC's Fisher": ("clarena.cl_algorithms.collectors.fisher", "FisherImportance", "compute"),
     "ER's class memory": ("clarena.cl_algorithms.class_memory", "ClassMemory", "add_task"),
     "results files and plots": ("clarena.metrics.results", "CLResults", "write"),

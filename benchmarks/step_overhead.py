@@ -6,7 +6,7 @@ a 784-32 ReLU MLP with a 32-2 head, Adam
 (lr 1e-3), batches of 128 reshuffled every epoch, `--steps` optimizer steps.
 
 - **clarena**: the components and the loop that `clarena train` builds for a task
-  (`clarena.pipelines.task_loop.build_components`, the loop of `clarena.pipelines.loop` on the
+  (`clarena.run.task_loop.build_components`, the loop of `clarena.run.loop` on the
   run's Fabric, from the composed config: `trainer=default` (within-task checkpoint every 10
   minutes), `callbacks=default`, the CSV logger, the progress bar unless `--no-bar`), and `fit` of
   `Finetuning` on task 1.
@@ -62,8 +62,8 @@ def _overrides(steps: int, out: Path, bar: bool) -> list[str]:
 
 
 def _components(steps: int, out: Path, bar: bool):
-    from clarena.pipelines.config import compose_config
-    from clarena.pipelines.task_loop import build_components, build_loggers
+    from clarena.run.config import compose_config
+    from clarena.run.task_loop import build_components, build_loggers
 
     cfg = compose_config(_overrides(steps, out, bar))
     torch.manual_seed(0)
@@ -76,9 +76,9 @@ def _components(steps: int, out: Path, bar: bool):
 def run_clarena(steps: int, out: Path, bar: bool) -> Callable[[], None]:
     """Task 1 as `clarena train` runs it: a fresh `Loop` on the run's Fabric, with the
     configured callbacks, loggers, bar and within-task checkpoint."""
-    from clarena.pipelines import checkpoint as ckpt
-    from clarena.pipelines.loop import Loop, make_fabric
-    from clarena.pipelines.task_loop import build_callbacks, build_settings
+    from clarena.run.loop import Loop, make_fabric
+    from clarena.run.task_loop import build_callbacks, build_settings
+    from clarena.run_folder import checkpoint as ckpt
 
     cfg, components, loggers = _components(steps, out, bar)
     settings, callbacks = build_settings(cfg), build_callbacks(cfg)

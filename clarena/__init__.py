@@ -9,7 +9,10 @@ The package is organised by role:
 - `clarena.backbones`, `clarena.heads`: feature extractors and scenario-specific output heads.
 - `clarena.metrics`: the accuracy matrix, CL metrics and compatibility metrics (the numbers).
 - `clarena.reports`: the results files, plots and HTML pages made from them.
-- `clarena.pipelines`: the task loop behind `clarena train`, evaluation and `clarena report`.
+- `clarena.run`: one run: the config composed and checked once, the components, the task loop
+  and the loop (on Lightning Fabric).
+- `clarena.run_folder`: the run folder: lock, checkpoints, log, the checks of a received folder.
+- `clarena.commands`: the verbs of the `clarena` command (train, eval, report, compare, ...).
 - `clarena.tensorflow`: the Keras interface (extra `clarena[tensorflow]`; never imports torch).
 
 Importing `clarena` itself is cheap: it imports no deep-learning framework.

@@ -25,12 +25,12 @@ import sys
 
 #: Sub-command name -> (module implementing it, one-line help).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("clarena.pipelines.train", "run an experiment from Hydra configs"),
-    "eval": ("clarena.pipelines.evaluate", "re-evaluate the saved models of a run"),
-    "report": ("clarena.pipelines.report", "render a run or a sweep as static HTML"),
-    "docs": ("clarena.docs", "regenerate the pdoc API documentation"),
-    "init": ("clarena.pipelines.init_configs", "write a starter config directory"),
-    "list": ("clarena.pipelines.listing", "list datasets, algorithms and experiments"),
+    "train": ("clarena.commands.train", "run an experiment from Hydra configs"),
+    "eval": ("clarena.commands.evaluate", "re-evaluate the saved models of a run"),
+    "report": ("clarena.commands.report", "render a run or a sweep as static HTML"),
+    "docs": ("clarena.commands.docs", "regenerate the pdoc API documentation"),
+    "init": ("clarena.commands.init_configs", "write a starter config directory"),
+    "list": ("clarena.commands.listing", "list datasets, algorithms and experiments"),
     "data": ("clarena.commands.data", "list the dataset sources and their files; fetch one"),
     "compare": ("clarena.commands.compare", "the release gate: an update against the old model"),
 }
@@ -115,13 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if argv is None:
         keep_freed_memory()
-    from clarena.pipelines.ddp import is_child
+    from clarena.run.ddp import is_child
 
     if is_child():  # a DDP child started by rank zero's Fabric: join that run
         from clarena.core.lazy import collector_paused
 
         with collector_paused():  # the run's heavy imports (torch, Lightning): it says why
-            from clarena.pipelines.task_loop import worker_main
+            from clarena.run.task_loop import worker_main
         return worker_main()
     if not args or args[0] in {"-h", "--help"}:
         print(_usage())

@@ -37,7 +37,7 @@ class CLAlgorithm(LightningModule):
     `on_task_start` / `on_task_end` (call `super()`), and `extra_cl_state` /
     `load_extra_cl_state` for its own checkpointed state.
 
-    The loop per task t (`clarena.pipelines.task_loop.run_tasks`): `on_task_start(t, datamodule)`,
+    The loop per task t (`clarena.run.task_loop.run_tasks`): `on_task_start(t, datamodule)`,
     `trainer.fit`, `trainer.test` (the trainer is the pipeline's lean loop or Lightning's `Trainer`,
     which call the same hooks in the same order; each `test_step` returns its predictions, which the
     `RecordPredictions` callback adds to the results), `on_task_end(t, datamodule)`.

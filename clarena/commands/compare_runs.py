@@ -3,7 +3,7 @@
 - **A run folder** (holding `config.yaml`): the predictions of its final model on the test data of
   every task it was tested on, as saved in the metrics state of its last task checkpoint
   (`checkpoints/after_task_<T>.pt`, `clarena.metrics.CLResults.state_dict`), so no model runs.
-  The config is read by `clarena.pipelines.run_folder.load_run_config` (no resolver, allow-listed
+  The config is read by `clarena.run.saved_config.load_run_config` (no resolver, allow-listed
   targets) and the checkpoint with `weights_only=True`. Each sample's group is its task.
 - **A task checkpoint** (`after_task_<t>.pt`): the same predictions, from that file alone; or,
   with a dataset config (`--dataset FILE`), the predictions of the checkpoint's model on that
@@ -69,8 +69,8 @@ def _per_task(source: str, parts: list[tuple[int, Any, Any]]) -> Predictions:
 def read_run_folder(run_dir: Path, trust: bool = False) -> Predictions:
     """The final model's saved predictions of a run folder (module docstring)."""
     from clarena.core.errors import ClarenaError
-    from clarena.pipelines import checkpoint as ckpt
-    from clarena.pipelines.run_folder import load_run_config
+    from clarena.run.saved_config import load_run_config
+    from clarena.run_folder import checkpoint as ckpt
 
     try:
         config = load_run_config(run_dir, trust=trust)
@@ -94,7 +94,7 @@ def read_run_folder(run_dir: Path, trust: bool = False) -> Predictions:
 def read_checkpoint(path: Path) -> Predictions:
     """The saved predictions of the model of one task checkpoint (module docstring)."""
     from clarena.core.errors import ClarenaError
-    from clarena.pipelines import checkpoint as ckpt
+    from clarena.run_folder import checkpoint as ckpt
 
     try:
         state = ckpt.load_task_checkpoint(path)
@@ -121,9 +121,9 @@ def predict_on_dataset(path: Path, dataset_file: Path, trust: bool = False) -> P
 
     from clarena.core.errors import ClarenaError
     from clarena.metrics.predictions import PredictionLog
-    from clarena.pipelines import checkpoint as ckpt
-    from clarena.pipelines import received
-    from clarena.pipelines.components import build_components
+    from clarena.run.components import build_components
+    from clarena.run_folder import checkpoint as ckpt
+    from clarena.run_folder import received
 
     try:
         state = ckpt.load_task_checkpoint(path)

@@ -130,7 +130,7 @@ class EnsembleReference:
 def score_ensemble(outputs: Sequence[tuple[Any, Any, Any]]) -> EnsembleReference | None:
     """The ensemble reference of the $\\lambda_c = 0$ updates from each one's outputs on the same
     test points: `(softmax of the update, its h1's predictions, the labels)` per seed (the
-    pipeline rebuilds the models from the run folders, `clarena.pipelines.sweep_ensemble`).
+    pipeline rebuilds the models from the run folders, `clarena.run.sweep_ensemble`).
     None with fewer than two members, or members tested on different points or widths."""
     import torch
 

@@ -6,7 +6,7 @@ out: `study_csv` (one row per cell, fractions at full precision), `study_markdow
 `study_page` (one setting × scenario table per metric, mean ± standard error in percent or points,
 with the number of seeds; the seeds counted once; then every cell's runs linked to their own
 pages). A link is the relative address `link(run)` gives (`clarena.reports.html.relative_link`),
-escaped. Finding the runs and writing the files is `clarena.pipelines.study`.
+escaped. Finding the runs and writing the files is `clarena.reports.study_files`.
 """
 
 from __future__ import annotations

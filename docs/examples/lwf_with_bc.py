@@ -24,12 +24,12 @@ from torch import Tensor
 from clarena.backbones import MLP
 from clarena.cl_algorithms import CLAlgorithm
 from clarena.cl_algorithms.regularizers import BCNewErrorReg, DistillationReg
+from clarena.commands.quiet import quiet_output
 from clarena.heads import make_heads
 from clarena.metrics import CLResults
-from clarena.pipelines.loop import Loop, make_fabric
-from clarena.pipelines.loop_settings import LoopSettings
-from clarena.pipelines.quiet import quiet_output
-from clarena.pipelines.task_loop import Components, run_tasks
+from clarena.run.loop import Loop, make_fabric
+from clarena.run.loop_settings import LoopSettings
+from clarena.run.task_loop import Components, run_tasks
 
 
 class LwFWithBC(CLAlgorithm):

@@ -226,7 +226,7 @@ def make_run(run_dir: Path, flip: int, dataset: dict | None = None) -> Path:
 
     from clarena.cl_datasets import SplitCLDataset
     from clarena.metrics import CLResults
-    from clarena.pipelines.checkpoint import save_task_checkpoint
+    from clarena.run_folder.checkpoint import save_task_checkpoint
 
     dataset = dataset or DATASET
     config = {"scenario": "TIL", "seed": 1, "cl_dataset": dataset}

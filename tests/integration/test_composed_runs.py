@@ -31,7 +31,7 @@ def _matrix(run: Path) -> list[list[float | None]]:
 def test_a_yaml_composition_runs_through_clarena_train(
     name: str, scenario: str, tmp_path: Path
 ) -> None:
-    from clarena.pipelines import train
+    from clarena.commands import train
 
     run = tmp_path / "run"
     args = [f"cl_algorithm={name}", f"scenario={scenario}", *TINY, f"output_dir={run}"]
@@ -70,8 +70,8 @@ ER = {
 
 
 def _run(algorithm: str, scenario: str, run: Path, node: dict | None = None):
-    from clarena.pipelines.config import compose_config
-    from clarena.pipelines.task_loop import run_experiment
+    from clarena.run.config import compose_config
+    from clarena.run.task_loop import run_experiment
 
     overrides = ["cl_dataset=split_digits", f"cl_algorithm={algorithm}", f"scenario={scenario}"]
     cfg = compose_config([*overrides, *STEPS, "logger=none", f"output_dir={run}"])

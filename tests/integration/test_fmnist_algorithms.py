@@ -18,9 +18,9 @@ from lightning import seed_everything
 from clarena.backbones import MLP
 from clarena.cl_algorithms import ALGORITHMS
 from clarena.heads import make_heads
-from clarena.pipelines.loop import Loop, make_fabric
-from clarena.pipelines.loop_settings import LoopSettings
-from clarena.pipelines.task_loop import Components, run_tasks
+from clarena.run.loop import Loop, make_fabric
+from clarena.run.loop_settings import LoopSettings
+from clarena.run.task_loop import Components, run_tasks
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -25,8 +25,8 @@ import pytest
 import torch
 from matplotlib import image as mpimg
 
+from clarena.commands import report
 from clarena.metrics import CLResults
-from clarena.pipelines import report
 from clarena.reports.writers import write_results
 
 CHROMIUM = "/usr/bin/chromium"

@@ -96,8 +96,8 @@ def overrides(algorithm: str, scenario: str, run: Path) -> list[str]:
 
 def accuracy_matrix(algorithm: str, scenario: str, run: Path) -> list[list[float | None]]:
     """Run one experiment in this process and return its accuracy matrix from `metrics.json`."""
-    from clarena.pipelines.config import compose_config
-    from clarena.pipelines.task_loop import run_experiment
+    from clarena.run.config import compose_config
+    from clarena.run.task_loop import run_experiment
 
     cfg = compose_config(overrides(algorithm, scenario, run))
     run.mkdir(parents=True)

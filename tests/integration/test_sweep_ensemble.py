@@ -8,7 +8,7 @@ import pytest
 from test_train_support import clarena
 
 from clarena.metrics.sweep import load_metrics, sweep_point
-from clarena.pipelines.sweep_ensemble import ensemble_reference
+from clarena.run.sweep_ensemble import ensemble_reference
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -115,8 +115,8 @@ def _state_worker(rank: int, init_file: str, out_dir: str) -> None:
         from clarena.cl_algorithms import EWC
         from clarena.cl_algorithms.replay_buffer import ReplayBuffer
         from clarena.cl_datasets import SplitCLDataset
-        from clarena.pipelines.config import compose_config
-        from clarena.pipelines.task_loop import build_components
+        from clarena.run.config import compose_config
+        from clarena.run.task_loop import build_components
 
         digests: dict[str, str] = {}
         buffer = ReplayBuffer(40, class_balanced=True, seed=5)
@@ -182,7 +182,7 @@ def _gather_worker(rank: int, init_file: str, out_dir: str) -> None:
 
 def test_slurm_launcher_composes_with_the_ddp_trainer() -> None:
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    from clarena.pipelines.config import compose_config
+    from clarena.run.config import compose_config
 
     cfg = compose_config(
         ["trainer=ddp", "trainer.num_nodes=2", "trainer.devices=4", "hydra/launcher=slurm"],

@@ -68,7 +68,7 @@ def test_a_single_run_composes_its_config_once(tmp_path, monkeypatch) -> None:
     import yaml
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
-    from clarena.pipelines.train import main
+    from clarena.commands.train import main
 
     calls: list[int] = []
     real = ConfigLoaderImpl.load_configuration

@@ -9,8 +9,8 @@ import pytest
 
 from clarena.cl_datasets.paths import default_data_root
 from clarena.cl_datasets.sources import _IDX_FILES, DEBIAN_FASHION_MNIST
-from clarena.pipelines.config import compose_config, searchpath_override, validate_config
-from clarena.pipelines.task_loop import run_experiment
+from clarena.run.config import compose_config, searchpath_override, validate_config
+from clarena.run.task_loop import run_experiment
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -1,6 +1,6 @@
 """A run killed with SIGKILL (after a task, or inside one) resumes to the same results.
 
-The kills use the `CLARENA_KILL_AT` testing aid (`clarena.pipelines.callbacks`): the process sends
+The kills use the `CLARENA_KILL_AT` testing aid (`clarena.run.callbacks`): the process sends
 itself SIGKILL at an exact point, so nothing gets a chance to clean up.
 """
 

@@ -64,8 +64,8 @@ def overrides(experiment: str, run: Path) -> list[str]:
 
 def accuracy_matrix(experiment: str, run: Path) -> list[list[float | None]]:
     """Run one experiment in this process and return its accuracy matrix from `metrics.json`."""
-    from clarena.pipelines.config import compose_config
-    from clarena.pipelines.task_loop import run_experiment
+    from clarena.run.config import compose_config
+    from clarena.run.task_loop import run_experiment
 
     run.mkdir(parents=True)
     run_experiment(compose_config(overrides(experiment, run)), run)

@@ -11,7 +11,7 @@ import types
 import pdoc.doc
 import pytest
 
-from clarena import docs
+from clarena.commands import docs
 
 PROBE = '''
 from torch import nn

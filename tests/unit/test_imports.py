@@ -58,14 +58,24 @@ def _imports_up(packages: tuple[str, ...], higher: tuple[str, ...]) -> list[tupl
 
 
 def test_no_lower_layer_imports_a_higher_one() -> None:
-    """core < metrics, data, models, algorithms < reports < pipelines < commands; a dataset
-    records nothing in the metrics."""
+    """core < metrics, data, models, algorithms < reports < run_folder < run < commands < cli;
+    a dataset records nothing in the metrics."""
     lower = ("core", "metrics", "cl_datasets", "backbones", "heads", "cl_algorithms", "reports")
-    assert _imports_up(lower, ("clarena.pipelines", "clarena.commands", "clarena.cli")) == []
+    above = ("clarena.run_folder", "clarena.run.", "clarena.commands", "clarena.cli")
+    assert _imports_up(lower, above) == []
+    assert _imports_up(("run_folder",), above[1:]) == []
+    assert _imports_up(("run",), ("clarena.commands", "clarena.cli")) == []
     above_core = tuple(f"clarena.{p}" for p in lower if p != "core")
     assert _imports_up(("core",), above_core) == []
     data_and_models = ("cl_datasets", "backbones", "heads")
     assert _imports_up(data_and_models, ("clarena.metrics", "clarena.cl_algorithms")) == []
+
+
+def test_the_former_pipelines_package_is_gone() -> None:
+    """One home per part: the verbs, the run and the run folder; nothing is left behind."""
+    assert not (PACKAGE / "pipelines").exists()
+    for package in ("run", "run_folder", "commands"):
+        assert (PACKAGE / package / "__init__.py").is_file()
 
 
 def test_the_sweep_modules_do_not_import_each_other_in_a_circle() -> None:

@@ -30,7 +30,7 @@ def test_cli_unknown_command_is_one_line_error(capsys: pytest.CaptureFixture[str
 
 
 def test_docs_excludes_missing_optional_parts(monkeypatch: pytest.MonkeyPatch) -> None:
-    from clarena import docs
+    from clarena.commands import docs
 
     real_find_spec = docs.importlib.util.find_spec
     monkeypatch.setattr(

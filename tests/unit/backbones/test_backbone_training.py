@@ -10,8 +10,8 @@ import pytest
 import torch
 import torchvision
 
-from clarena.pipelines.errors import EXIT_BAD_INPUT
-from clarena.pipelines.train import main
+from clarena.commands.train import main
+from clarena.core.errors import EXIT_BAD_INPUT
 
 COMMON = ("backbone=torchvision", "trainer=debug", "cl_dataset.num_tasks=2", "logger=none")
 

@@ -124,10 +124,10 @@ def make_trainer(max_steps: int = 3, callbacks=()):
 
 
 def make_loop(task_id: int = 1, max_steps: int = 3):
-    """The pipeline's loop (`clarena.pipelines.loop.Loop`) on one CPU process for a few steps,
+    """The pipeline's loop (`clarena.run.loop.Loop`) on one CPU process for a few steps,
     without a bar, loggers or checkpoints."""
-    from clarena.pipelines.loop import Loop, make_fabric
-    from clarena.pipelines.loop_settings import LoopSettings
+    from clarena.run.loop import Loop, make_fabric
+    from clarena.run.loop_settings import LoopSettings
 
     settings = LoopSettings(
         accelerator="cpu",
@@ -140,10 +140,10 @@ def make_loop(task_id: int = 1, max_steps: int = 3):
 
 
 def run_tasks(algorithm, stream: SyntheticStream, tasks, max_steps: int = 3):
-    """The pipeline's task loop (`clarena.pipelines.task_loop.run_tasks`) over `tasks` with a
+    """The pipeline's task loop (`clarena.run.task_loop.run_tasks`) over `tasks` with a
     fresh loop per task; returns the `CLResults`."""
-    from clarena.pipelines.task_loop import Components
-    from clarena.pipelines.task_loop import run_tasks as task_loop
+    from clarena.run.task_loop import Components
+    from clarena.run.task_loop import run_tasks as task_loop
 
     return task_loop(Components(stream, algorithm), lambda t: make_loop(t, max_steps), tasks)
 
@@ -167,7 +167,7 @@ class _TestLoaders:
 def test_predictions(algorithm, datamodule=None, dataloaders=None):
     """Test `algorithm` (on `datamodule=` or `dataloaders=`) with the pipeline's loop and return
     its `TaskPredictions`."""
-    from clarena.pipelines.callbacks import RecordPredictions
+    from clarena.run.callbacks import RecordPredictions
 
     recorder = RecordPredictions()
     source = datamodule if datamodule is not None else _TestLoaders(dataloaders)

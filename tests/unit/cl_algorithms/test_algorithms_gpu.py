@@ -10,9 +10,9 @@ import torch
 from cl_synthetic_stream import SyntheticStream, build_algorithm
 
 from clarena.cl_algorithms import ALGORITHMS
-from clarena.pipelines.loop import Loop, make_fabric
-from clarena.pipelines.loop_settings import LoopSettings
-from clarena.pipelines.task_loop import Components, run_tasks
+from clarena.run.loop import Loop, make_fabric
+from clarena.run.loop_settings import LoopSettings
+from clarena.run.task_loop import Components, run_tasks
 
 pytestmark = pytest.mark.gpu
 

@@ -16,10 +16,10 @@ from cl_synthetic_stream import INPUT_SHAPE, SyntheticStream, build_algorithm, r
 from clarena.backbones import CNN, MLP
 from clarena.cl_algorithms import HAT
 from clarena.cl_algorithms.hat import annealed_s, capacity_regularizer
+from clarena.core.errors import ConfigError
 from clarena.heads import make_heads
-from clarena.pipelines.config import compose_config, validate_config
-from clarena.pipelines.errors import ConfigError
-from clarena.pipelines.task_loop import run_experiment
+from clarena.run.config import compose_config, validate_config
+from clarena.run.task_loop import run_experiment
 
 
 def _hat(hidden: tuple[int, ...] = (4, 3), **kwargs) -> HAT:

@@ -15,9 +15,9 @@ from torch import nn
 from clarena.cl_algorithms import ICaRL
 from clarena.cl_algorithms.exemplars import class_mean, herding, nearest_mean_scores
 from clarena.cl_algorithms.icarl import bce_distillation
-from clarena.pipelines.config import compose_config, validate_config
-from clarena.pipelines.errors import ConfigError
-from clarena.pipelines.task_loop import run_experiment
+from clarena.core.errors import ConfigError
+from clarena.run.config import compose_config, validate_config
+from clarena.run.task_loop import run_experiment
 
 
 def _softplus(z: float) -> float:

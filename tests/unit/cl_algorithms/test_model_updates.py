@@ -13,9 +13,9 @@ from omegaconf import OmegaConf
 from clarena.cl_algorithms.bcwi import model_state
 from clarena.cl_algorithms.deployed import DeployedModel, DeployedModelError
 from clarena.cl_algorithms.regularizers import logit_difference_inhibition
-from clarena.pipelines.deployed import update_options
-from clarena.pipelines.errors import ConfigError
+from clarena.core.errors import ConfigError
 from clarena.reports.writers import write_results
+from clarena.run.deployed import update_options
 
 
 def _trained_model(seed: int = 0, hidden: tuple[int, ...] = (16,)):

@@ -13,8 +13,8 @@ import clarena
 from clarena.cl_datasets import SplitCLDataset
 from clarena.cl_datasets.split import shuffled_order, split_classes
 from clarena.heads import make_heads
-from clarena.pipelines.components import build_components
-from clarena.pipelines.config import compose_config
+from clarena.run.components import build_components
+from clarena.run.config import compose_config
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "vdv2022_class_orders.json"
 ORDERS: dict[str, list[list[int]]] = json.loads(DATA.read_text())["orders"]

@@ -17,7 +17,7 @@ from clarena.core import compatibility, idx, scenarios
 def test_every_wing_uses_the_one_scenario_tuple() -> None:
     from clarena.cl_datasets import base as datasets_base
     from clarena.heads import heads
-    from clarena.pipelines import config
+    from clarena.run import config
 
     assert scenarios.SCENARIOS == ("TIL", "CIL", "DIL", "DataIL")
     for module in (heads, datasets_base, config):

@@ -7,7 +7,7 @@ import torch
 
 from clarena.metrics import CLResults
 from clarena.metrics.predictions import PredictionLog, task_predictions
-from clarena.pipelines.callbacks import RecordPredictions
+from clarena.run.callbacks import RecordPredictions
 
 
 def _ranges(t: int) -> tuple[int, int]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from clarena.commands import report
 from clarena.metrics.study import mean_and_standard_error
-from clarena.pipelines import report
 
 
 def _run(

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from clarena.pipelines import checkpoint as ckpt
-from clarena.pipelines.config import compose_config
-from clarena.pipelines.loop import Loop, make_fabric
-from clarena.pipelines.loop_settings import CheckpointSchedule, LoopSettings
-from clarena.pipelines.task_loop import build_components
+from clarena.run.config import compose_config
+from clarena.run.loop import Loop, make_fabric
+from clarena.run.loop_settings import CheckpointSchedule, LoopSettings
+from clarena.run.task_loop import build_components
+from clarena.run_folder import checkpoint as ckpt
 
 
 def test_the_schedule_is_due_when_the_minutes_have_passed_or_at_the_steps() -> None:
@@ -97,7 +97,7 @@ def test_a_checkpoint_of_lightnings_trainer_makes_its_task_start_again(
     from the checkpoint after task 1 (exact: the random states travel with it)."""
     import logging
 
-    from clarena.pipelines.task_loop import _within_task_checkpoint
+    from clarena.run.task_loop import _within_task_checkpoint
 
     folder = ckpt.within_task_dir(tmp_path)
     folder.mkdir(parents=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clarena.pipelines.loggers import TASK_KEY, CSVLogger
+from clarena.run.loggers import TASK_KEY, CSVLogger
 
 
 def _log(logger: CSVLogger, steps: range) -> None:

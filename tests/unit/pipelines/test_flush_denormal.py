@@ -14,9 +14,9 @@ import torch
 from omegaconf import open_dict
 
 from clarena.core.lazy import collector_paused
-from clarena.pipelines import task_loop
-from clarena.pipelines.config import compose_config
-from clarena.pipelines.task_loop import flushes_denormals, run_experiment
+from clarena.run import task_loop
+from clarena.run.config import compose_config
+from clarena.run.task_loop import flushes_denormals, run_experiment
 
 
 def test_flushes_denormals_reads_this_threads_setting() -> None:
@@ -103,7 +103,7 @@ def test_a_run_collects_garbage_even_where_its_caller_paused_the_collector(
 def test_clarena_train_pauses_the_collector_through_its_imports(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from clarena.pipelines import train
+    from clarena.commands import train
 
     monkeypatch.setattr(train, "_main", lambda args: 3 if gc.isenabled() else 7)
     assert train.main([]) == 7  # paused while the command composes, checks and imports

@@ -11,9 +11,9 @@ import pytest
 import torch
 from rich.console import Console
 
+from clarena.commands import init_configs, train
 from clarena.metrics import CLResults
-from clarena.pipelines import init_configs, train
-from clarena.pipelines.summary import print_summary
+from clarena.reports.summary import print_summary
 
 
 def test_the_cfg_job_command_of_the_init_readme_works(

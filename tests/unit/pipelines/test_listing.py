@@ -9,8 +9,8 @@ import pytest
 
 from clarena.cl_algorithms import ALGORITHMS
 from clarena.cl_datasets import DataIncrementalCLDataset, SplitCLDataset
-from clarena.pipelines import listing
-from clarena.pipelines.config import callback_nodes, compose_config
+from clarena.commands import listing
+from clarena.run.config import callback_nodes, compose_config
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "example_configs"
 UPDATE_FMNIST = (
@@ -81,7 +81,7 @@ def test_trainer_debug_runs_a_few_cpu_steps_without_checkpoints() -> None:
     assert cfg.trainer.accelerator == "cpu"
     assert cfg.trainer.max_steps == 5 and cfg.trainer.max_epochs == -1
     targets = [node._target_ for node in callback_nodes(cfg).values()]
-    assert targets == ["clarena.pipelines.callbacks.NonFiniteLossGuard"]
+    assert targets == ["clarena.run.callbacks.NonFiniteLossGuard"]
     assert cfg.trainer.checkpoint_every_minutes is None  # no within-task checkpoint
     assert cfg.trainer.checkpoint_every_n_steps is None
     default = compose_config([])

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from clarena.pipelines.config import compose_config
-from clarena.pipelines.loop import Loop, make_fabric
-from clarena.pipelines.loop_settings import LoopSettings
-from clarena.pipelines.task_loop import build_components
+from clarena.run.config import compose_config
+from clarena.run.loop import Loop, make_fabric
+from clarena.run.loop_settings import LoopSettings
+from clarena.run.task_loop import build_components
 
 
 def _train(batch_size: int, steps: int, **options: object) -> tuple[dict, Loop]:
@@ -97,7 +97,7 @@ class Spy:
 
 
 def test_a_users_callback_is_called_through_fabric_at_the_loops_hooks() -> None:
-    from clarena.pipelines.callbacks import RecordPredictions
+    from clarena.run.callbacks import RecordPredictions
 
     cfg = compose_config(["seed=0", "cl_algorithm=finetuning"])
     components = build_components(cfg)

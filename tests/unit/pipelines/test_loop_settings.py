@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from hydra.utils import instantiate
 
-from clarena.pipelines.config import compose_config, validate_config
-from clarena.pipelines.errors import ConfigError
-from clarena.pipelines.legacy_config import upgrade
-from clarena.pipelines.loop import HOOKS
-from clarena.pipelines.loop_settings import LoopSettings, check_loop_config
+from clarena.core.errors import ConfigError
+from clarena.run.config import compose_config, validate_config
+from clarena.run.loop import HOOKS
+from clarena.run.loop_settings import LoopSettings, check_loop_config
+from clarena.run.saved_config import upgrade
 
 
 def test_the_default_trainer_node_builds_the_loop_settings() -> None:
@@ -45,7 +45,7 @@ def test_several_processes_are_ddp_without_a_second_switch(
         (["+fit_loop=lean"], "fit_loop='lean': every run uses the one loop on Lightning Fabric; "
          "remove fit_loop"),
         (["trainer._target_=lightning.pytorch.Trainer"], "trainer._target_=lightning.pytorch."
-         "Trainer: the loop runs on Lightning Fabric now; set trainer._target_=clarena.pipelines."
+         "Trainer: the loop runs on Lightning Fabric now; set trainer._target_=clarena.run."
          "loop_settings.LoopSettings (or pick trainer=default, cpu, gpu, ddp)"),
         (["+trainer.limit_val_batches=1.0"], "trainer.limit_val_batches: the loop runs no "
          "validation; remove it"),
@@ -104,7 +104,7 @@ def test_an_earlier_run_folders_trainer_becomes_the_loop_settings() -> None:
     new = upgrade(old)
     assert new == {
         "trainer": {
-            "_target_": "clarena.pipelines.loop_settings.LoopSettings",
+            "_target_": "clarena.run.loop_settings.LoopSettings",
             "accelerator": "auto",
             "devices": 2,
             "strategy": "ddp_find_unused_parameters_true",
@@ -143,7 +143,7 @@ def test_lightnings_nvml_check_is_lifted_inside_the_loop_only(
 ) -> None:
     import os
 
-    from clarena.pipelines.loop import NVML_CHECK_ENV, plain_cuda_check
+    from clarena.run.loop import NVML_CHECK_ENV, plain_cuda_check
 
     monkeypatch.setenv(NVML_CHECK_ENV, "1")
     with plain_cuda_check():

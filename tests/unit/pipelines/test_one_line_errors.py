@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from clarena.pipelines import init_configs, report, train
-from clarena.pipelines.config import compose_config, validate_config
-from clarena.pipelines.errors import ConfigError, one_line
-from clarena.pipelines.logfile import RunLogHandler
+from clarena.commands import init_configs, report, train
+from clarena.core.errors import ConfigError, one_line
+from clarena.run.config import compose_config, validate_config
+from clarena.run_folder.logfile import RunLogHandler
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clarena.core.errors import NonFiniteLossError
-from clarena.pipelines.callbacks import KILL_ENV, NonFiniteLossGuard, kill_point
-from clarena.pipelines.errors import closest, one_line
+from clarena.core.errors import NonFiniteLossError, closest, one_line
+from clarena.run.callbacks import KILL_ENV, NonFiniteLossGuard, kill_point
 
 
 class _Loop:

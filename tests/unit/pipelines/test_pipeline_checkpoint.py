@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from clarena.pipelines import checkpoint as ckpt
+from clarena.run_folder import checkpoint as ckpt
 
 
 def _draw() -> tuple[float, float, list[float]]:

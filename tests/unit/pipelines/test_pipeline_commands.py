@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clarena.pipelines import init_configs, listing, train
+from clarena.commands import init_configs, listing, train
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "example_configs"
 

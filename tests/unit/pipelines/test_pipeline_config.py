@@ -9,14 +9,14 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from clarena.pipelines.config import (
+from clarena.core.errors import ConfigError
+from clarena.run.config import (
     callback_nodes,
     compose_config,
     logger_nodes,
     searchpath_override,
     validate_config,
 )
-from clarena.pipelines.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[3] / "clarena" / "configs"
 EXAMPLES = Path(__file__).resolve().parents[3] / "example_configs"
@@ -163,8 +163,8 @@ def test_bad_input_is_one_line_naming_the_cause(overrides: list[str], message: s
 def test_a_config_is_validated_once_per_process(tmp_path, monkeypatch) -> None:
     """`clarena train` checks the config before Hydra launches the job; the job's config (the same
     composition, with the fresh `output_dir`) is not checked again, another config is."""
-    from clarena.pipelines import config
-    from clarena.pipelines.train import prepare
+    from clarena.commands.train import prepare
+    from clarena.run import config
 
     monkeypatch.setattr(config, "_VALIDATED", {})
     checks: list[int] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from clarena.pipelines.progress_bar import ProgressBar, task_label
+from clarena.run.progress_bar import ProgressBar, task_label
 
 
 def test_the_bar_label_counts_from_one_and_names_a_step_budget() -> None:
@@ -18,7 +18,7 @@ def test_the_bar_label_counts_from_one_and_names_a_step_budget() -> None:
 def test_the_bar_redraws_at_most_every_refresh_seconds_and_at_an_epoch_end(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import clarena.pipelines.progress_bar as module
+    import clarena.run.progress_bar as module
 
     now = [100.0]
     monkeypatch.setattr(module.time, "monotonic", lambda: now[0])

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from clarena import cli
-from clarena.pipelines import evaluate, run_folder
-from clarena.pipelines.errors import ConfigError
+from clarena.commands import evaluate
+from clarena.core.errors import ConfigError
+from clarena.run_folder import folder as run_folder
 
 
 def _read_only_open(real):
@@ -78,7 +79,7 @@ def test_other_errors_are_not_taken_for_a_broken_install() -> None:
 def test_docs_output_that_is_a_file_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from clarena import docs
+    from clarena.commands import docs
 
     existing = tmp_path / "notes.txt"
     existing.write_text("mine")

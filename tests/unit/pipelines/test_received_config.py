@@ -17,11 +17,12 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from clarena.pipelines import checkpoint as ckpt
-from clarena.pipelines.config import compose_config, to_plain
-from clarena.pipelines.errors import ConfigError
-from clarena.pipelines.received import MAX_YAML_NODES
-from clarena.pipelines.run_folder import load_run_config, relocatable
+from clarena.core.errors import ConfigError
+from clarena.run.config import compose_config, to_plain
+from clarena.run.saved_config import load_run_config
+from clarena.run_folder import checkpoint as ckpt
+from clarena.run_folder.folder import relocatable
+from clarena.run_folder.received import MAX_YAML_NODES
 
 
 class _Payload:
@@ -70,6 +71,24 @@ def test_the_written_config_loads_with_its_folder_resolved(run: Path) -> None:
     cfg = load_run_config(run)
     assert cfg.output_dir == str(run)
     assert cfg.logger.csv.save_dir == str(run)  # `${output_dir}` resolved, once
+
+
+def test_a_folder_written_before_the_split_of_pipelines_loads_in_todays_modules(run: Path) -> None:
+    """Run folders name the loop's settings, loggers and callbacks by module: the ones written
+    while they lived in `clarena.pipelines` still load, naming today's modules."""
+    text = (run / "config.yaml").read_text()
+    assert "_target_: clarena.run.loop_settings.LoopSettings" in text
+    old = text.replace("clarena.run.loop_settings.", "clarena.pipelines.loop_settings.")
+    old = old.replace("clarena.run.loggers.", "clarena.pipelines.loggers.")
+    old += "callbacks:\n  guard:\n    _target_: clarena.pipelines.callbacks.NonFiniteLossGuard\n"
+    (run / "config.yaml").write_text(old)
+    cfg = load_run_config(run)
+    assert cfg.trainer._target_ == "clarena.run.loop_settings.LoopSettings"
+    assert cfg.logger.csv._target_ == "clarena.run.loggers.CSVLogger"
+    assert cfg.callbacks.guard._target_ == "clarena.run.callbacks.NonFiniteLossGuard"
+    # only what moved is renamed: any other name under the former package is refused
+    _edit(run, backbone={"_target_": "clarena.pipelines.train.main"})
+    _refused(run, "backbone._target_", "'clarena.pipelines.train.main'")
 
 
 def test_oc_create_builds_no_target_and_loads_no_pickle(run: Path, tmp_path: Path) -> None:
@@ -165,7 +184,7 @@ def test_a_checkpoint_path_that_is_a_folder_is_one_line(tmp_path: Path) -> None:
 
 
 def test_report_writes_nothing_through_a_symlinked_results_folder(tmp_path: Path) -> None:
-    from clarena.pipelines.report import main as report_main
+    from clarena.commands.report import main as report_main
 
     run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
     run.mkdir()

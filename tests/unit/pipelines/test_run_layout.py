@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from clarena.pipelines import init_configs
-from clarena.pipelines.errors import ConfigError
-from clarena.pipelines.run_layout import (
+from clarena.commands import init_configs
+from clarena.core.errors import ConfigError
+from clarena.run_folder.layout import (
     RUN_SUBFOLDERS,
     check_not_inside_another_run,
     inside_another_run,
@@ -52,7 +52,7 @@ def test_check_refuses_in_one_line_naming_the_run(tmp_path: Path) -> None:
 
 
 def test_the_run_subfolders_are_the_runs_own() -> None:
-    from clarena.pipelines.checkpoint import CHECKPOINT_DIR
+    from clarena.run_folder.checkpoint import CHECKPOINT_DIR
 
     assert CHECKPOINT_DIR in RUN_SUBFOLDERS
 

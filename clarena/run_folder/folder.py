@@ -24,8 +24,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from clarena.core.errors import ConfigError
 from clarena.core.files import describe_os_error
-from clarena.pipelines.errors import ConfigError
 
 CONFIG_FILE = "config.yaml"
 """The resolved config of a run, written when it starts (what `resume` and `eval` rebuild from)."""
@@ -139,45 +139,3 @@ def relocatable(plain: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     out = {k: (v if k == "output_dir" else _relative(v, root)) for k, v in plain.items()}
     out["output_dir"] = root
     return out
-
-
-def load_run_config(run_dir: Path, trust: bool = False) -> Any:
-    """Read `run_dir/config.yaml` as a DictConfig rooted at `run_dir`, checked for safety
-    (`clarena.pipelines.received`): no symbolic link in the folder, no alias bomb, no resolver,
-    references resolved once, then (unless `trust`) every `_target_` on the allow-list and every
-    path of a logger or callback inside the folder.
-
-    Raises:
-        ConfigError: The file is missing, not YAML, not a mapping, or fails one of the checks.
-    """
-    import yaml
-    from omegaconf import OmegaConf
-
-    from clarena.pipelines import received
-
-    run_dir = Path(run_dir).absolute()
-    path = run_dir / CONFIG_FILE
-    received.check_no_symlinks(run_dir)
-    try:
-        data = received.read_yaml(path)
-    except OSError as exc:
-        raise ConfigError(describe_os_error(exc, "cannot read")) from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(
-            f"{path} is not valid YAML ({first}); restore it from a copy, or start a new run"
-        ) from None
-    if not isinstance(data, dict) or not data:
-        kind = "empty" if not data else f"a {type(data).__name__}, not a mapping"
-        raise ConfigError(
-            f"{path} is {kind}, so it is not a clarena run config; restore it, or start a new run"
-        )
-    received.refuse_resolvers(data, path)
-    data["output_dir"] = str(run_dir)
-    plain = received.resolve_received(data, path)
-    if not trust:
-        received.check_targets(plain, path)
-        received.check_paths_inside(plain, run_dir, path)
-    from clarena.pipelines.legacy_config import upgrade
-
-    return OmegaConf.create(upgrade(plain))  # a folder of an earlier clarena, in today's keys

@@ -1,4 +1,4 @@
-"""The progress bar of the loop (`clarena.pipelines.loop`), drawn on rank zero.
+"""The progress bar of the loop (`clarena.run.loop`), drawn on rank zero.
 
 `task_label` is the text left of the bar: "task 3/5 · epoch 2/3", or "task 3/5 · epoch 2 ·
 2000 steps" under a step budget (tasks and epochs counted from 1). `ProgressBar` draws it with

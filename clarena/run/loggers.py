@@ -1,6 +1,6 @@
 """Experiment loggers across the tasks of a run: one step axis, a `task` field, resumable CSV.
 
-Every task has its own loop (`clarena.pipelines.loop`), whose step restarts at 0 at each task.
+Every task has its own loop (`clarena.run.loop`), whose step restarts at 0 at each task.
 The task loop wraps each configured logger with `TaskSteps`: every logged row gets a `task` field
 and a step that runs on across tasks (the steps of the finished tasks plus the step within the
 task), so the curves of a run form one timeline and can be split by task.

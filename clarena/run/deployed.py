@@ -15,8 +15,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from clarena.cl_algorithms.deployed import DeployedModel, DeployedModelError
-from clarena.pipelines import checkpoint as ckpt
-from clarena.pipelines.errors import ConfigError, one_line
+from clarena.core.errors import ConfigError, one_line
+from clarena.run_folder import checkpoint as ckpt
 
 
 def weights_file(option: str, spec: str) -> Path:

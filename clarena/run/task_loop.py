@@ -4,20 +4,20 @@ For each task $t = 1..T$ of the dataset (`run_tasks`, the loop every caller shar
 
 1. `datamodule.setup_task(t, cumulative=algorithm.cumulative_data)`;
 2. `algorithm.on_task_start(t, datamodule)` (snapshot h1, grow the heads, ...);
-3. a fresh `clarena.pipelines.loop.Loop` on the run's one Fabric (so `trainer.max_epochs` /
+3. a fresh `clarena.run.loop.Loop` on the run's one Fabric (so `trainer.max_epochs` /
    `trainer.max_steps` count per task) fits the task, with its within-task checkpoint;
 4. the loop tests every task so far; each `test_step` returns its predictions, which
    `RecordPredictions` adds to the `clarena.metrics.CLResults` accumulator (and logs as
    `test/acc/task_<k>`);
 5. `algorithm.on_task_end(t, datamodule)` (Fisher, replay buffer, ...);
 6. the results tables are rewritten (the plots after the last task) and the whole CL state is
-   checkpointed atomically (`clarena.pipelines.checkpoint`).
+   checkpointed atomically (`clarena.run_folder.checkpoint`).
 
 `run_experiment(cfg, run_dir, resume=True)` continues a run from its last task checkpoint and, when
 the process died inside a task, from the within-task checkpoint of that task: the random-number
 states travel with both, so the resumed run ends with the same accuracy matrix as an uninterrupted
 one. The run's Fabric is made once (`make_fabric`): under DDP it starts the other ranks
-(`clarena.pipelines.ddp`), which run this same loop.
+(`clarena.run.ddp`), which run this same loop.
 """
 
 from __future__ import annotations
@@ -38,18 +38,18 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.seed import seed_everything
 from omegaconf import DictConfig, OmegaConf
 
+from clarena.core.errors import ConfigError
 from clarena.core.files import atomic_write_text
 from clarena.metrics import CLResults
-from clarena.pipelines import checkpoint as ckpt
-from clarena.pipelines import ddp
-from clarena.pipelines.callbacks import RecordPredictions, kill_now, kill_point, kills_rank
-from clarena.pipelines.components import Components, build_components
-from clarena.pipelines.config import callback_nodes, logger_nodes, to_plain
-from clarena.pipelines.errors import ConfigError
-from clarena.pipelines.loggers import CSVLogger, TaskSteps
-from clarena.pipelines.loop import Loop, make_fabric
-from clarena.pipelines.loop_settings import LoopSettings
-from clarena.pipelines.run_folder import CONFIG_FILE, config_digest, relocatable
+from clarena.run import ddp
+from clarena.run.callbacks import RecordPredictions, kill_now, kill_point, kills_rank
+from clarena.run.components import Components, build_components
+from clarena.run.config import callback_nodes, logger_nodes, to_plain
+from clarena.run.loggers import CSVLogger, TaskSteps
+from clarena.run.loop import Loop, make_fabric
+from clarena.run.loop_settings import LoopSettings
+from clarena.run_folder import checkpoint as ckpt
+from clarena.run_folder.folder import CONFIG_FILE, config_digest, relocatable
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +83,13 @@ def build_settings(cfg: DictConfig) -> LoopSettings:
     if not isinstance(settings, LoopSettings):
         raise ConfigError(
             f"trainer._target_ builds a {type(settings).__name__}, not the loop's settings: use "
-            "clarena.pipelines.loop_settings.LoopSettings (trainer=default, cpu, gpu, ddp)"
+            "clarena.run.loop_settings.LoopSettings (trainer=default, cpu, gpu, ddp)"
         )
     return settings
 
 
 def build_callbacks(cfg: DictConfig) -> list[Any]:
-    """The callbacks of `cfg`, handed to the run's Fabric (`clarena.pipelines.loop`)."""
+    """The callbacks of `cfg`, handed to the run's Fabric (`clarena.run.loop`)."""
     return [instantiate(node) for node in callback_nodes(cfg).values()]
 
 
@@ -226,7 +226,7 @@ def run_experiment(
         resume: Continue from the checkpoints already in `run_dir`.
         progress: Updated with the task and loop in progress (for interruption messages).
         worker: This process is a non-zero DDP rank: it trains, tests and gathers, but writes
-            nothing (`clarena.pipelines.ddp`).
+            nothing (`clarena.run.ddp`).
     """
     launched: list[str] = []
     if build_settings(cfg).fabric_strategy().startswith("ddp") and not worker:
@@ -341,9 +341,9 @@ def _run(
 
 
 def worker_main() -> int:
-    """Run this rank's part of the run rank zero started (`clarena.pipelines.ddp`); return the
+    """Run this rank's part of the run rank zero started (`clarena.run.ddp`); return the
     exit code."""
-    from clarena.pipelines.run_folder import load_run_config
+    from clarena.run.saved_config import load_run_config
 
     ddp.die_with_parent()
     run_dir = Path(os.environ[ddp.DDP_RUN_DIR_ENV])

@@ -17,9 +17,9 @@
   accuracy, forgetting and BWT (replicates only: runs equal but for the seed and paths), with the
   number of seeds per cell and links to each run's page, as `report.html`, `study.csv` and
   `study.md` in `PATH/study_report/` (or `--output DIR`); nothing is written into the runs; see
-  `clarena.pipelines.study`.
+  `clarena.reports.study_files`.
 
-The page of one run is `clarena.pipelines.run_report`. Every file is written to a temporary name
+The page of one run is `clarena.reports.run_report`. Every file is written to a temporary name
 and renamed. A path that is neither a run nor a sweep
 stops with a one-line error and exit status 2.
 """
@@ -30,7 +30,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from clarena.pipelines.run_report import PAGE_NAME, report_run, results_dir_of
+from clarena.reports.run_report import PAGE_NAME, report_run, results_dir_of
 
 #: Folder (inside a sweep folder) that receives a sweep's page and plots by default.
 SWEEP_REPORT_DIR = "sweep_report"
@@ -46,7 +46,6 @@ def report_sweep(sweep_dir: Path, runs: list[Path], output: Path | None = None) 
     """Write the page and plots of a sweep; return the page's path."""
     from clarena.core.files import atomic_write_bytes, atomic_write_text
     from clarena.metrics.sweep import load_metrics, sweep_point
-    from clarena.pipelines.sweep_ensemble import ensemble_reference
     from clarena.reports.sweep import sweep_csv, sweep_page
     from clarena.reports.sweep_plots import (
         error_overlap_png,
@@ -54,6 +53,7 @@ def report_sweep(sweep_dir: Path, runs: list[Path], output: Path | None = None) 
         tradeoff_png,
     )
     from clarena.reports.writers import json_safe
+    from clarena.run.sweep_ensemble import ensemble_reference
 
     points, skipped = [], []
     for run in runs:
@@ -101,12 +101,12 @@ def report(path: str | Path, output: str | Path | None = None, study: bool = Fal
         raise ValueError(f"{path} does not exist; pass a run's output folder or a sweep folder")
     if not path.is_dir():
         raise ValueError(f"{path} is a file; pass the folder of a run or of a sweep")
-    from clarena.pipelines.study import find_results, report_study
+    from clarena.reports.study_files import find_results, report_study
 
     results_dir = results_dir_of(path)
     if results_dir is not None and not study:
         if out is None:  # written into the run: no link may lead the writes elsewhere
-            from clarena.pipelines.received import check_no_symlinks
+            from clarena.run_folder.received import check_no_symlinks
 
             check_no_symlinks(path)
         return report_run(results_dir, out)

@@ -3,7 +3,7 @@
 `render_run` builds the page from the run's `results/metrics.json` and returns it with the PNGs it
 had to draw (those missing from the results folder, and the training curves from the CSV log)
 without writing anything; `report_run` writes them and the page (`clarena report <run>`). A study
-(`clarena.pipelines.study`) writes the pages it needs into its own folder instead.
+(`clarena.reports.study_files`) writes the pages it needs into its own folder instead.
 """
 
 from __future__ import annotations

@@ -70,8 +70,8 @@ def report_study(folder: Path, output: Path | None = None) -> Path:
         ValueError: when no finished run is found under `folder`.
     """
     from clarena.core.files import atomic_write_text
-    from clarena.pipelines.run_report import PAGE_NAME, render_run
     from clarena.reports.html import relative_link
+    from clarena.reports.run_report import PAGE_NAME, render_run
     from clarena.reports.study import study_csv, study_markdown, study_page
 
     runs, skipped = collect_runs(folder)

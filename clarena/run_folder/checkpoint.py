@@ -6,7 +6,7 @@ A run folder holds, under `checkpoints/`:
   Fisher, replay buffer, ...), the metrics accumulator's state, the random-number states of python,
   numpy and torch, and the resolved config. Resuming from it continues exactly where the
   uninterrupted run would be.
-- `within_task/last.ckpt` during a task, written by the loop (`clarena.pipelines.loop`) every
+- `within_task/last.ckpt` during a task, written by the loop (`clarena.run.loop`) every
   `trainer.checkpoint_every_minutes` or `checkpoint_every_n_steps` (`save_within_task`): the
   model, the optimizer (and scheduler), the position inside the task (step, epoch, batches done in
   the epoch), the random-number states, the algorithm's `extra_cl_state()`, the loss terms
@@ -247,7 +247,7 @@ def is_within_task_checkpoint(checkpoint: Any) -> bool:
 
 
 def save_within_task(loop: Any, module: Any, epoch: int, batches_done: int) -> None:
-    """Write the within-task checkpoint of `loop` (a `clarena.pipelines.loop.Loop`), which is
+    """Write the within-task checkpoint of `loop` (a `clarena.run.loop.Loop`), which is
     after `batches_done` batches of `epoch`; rank zero writes, the others only restart the
     schedule."""
     if loop.schedule is not None:

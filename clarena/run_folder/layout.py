@@ -16,11 +16,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from clarena.pipelines.errors import ConfigError
-from clarena.pipelines.run_folder import CONFIG_FILE, LOCK_FILE
+from clarena.core.errors import ConfigError
+from clarena.run_folder.folder import CONFIG_FILE, LOCK_FILE
 
 RUN_SUBFOLDERS = ("checkpoints", "results")
-"""The folders of a run (`clarena.pipelines.checkpoint.CHECKPOINT_DIR` and the results) that,
+"""The folders of a run (`clarena.run_folder.checkpoint.CHECKPOINT_DIR` and the results) that,
 next to its `config.yaml`, mark a run folder without its lock file."""
 
 

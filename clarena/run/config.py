@@ -10,7 +10,6 @@ creates a folder or touches any data.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import types
 import typing
@@ -19,8 +18,9 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from clarena.core.errors import ConfigError, closest
 from clarena.core.scenarios import SCENARIOS
-from clarena.pipelines.errors import ConfigError, closest
+from clarena.run_folder.received import import_target
 
 CONFIG_MODULE = "clarena.configs"
 """The package holding the shipped configs."""
@@ -74,7 +74,7 @@ def _composition_error(exc: Exception, overrides: Sequence[str]) -> ConfigError:
         )
     if text.startswith("Could not override '") or text.startswith("Could not append to config"):
         key = text.split("'")[1]
-        from clarena.pipelines.loop_settings import REPLACED
+        from clarena.run.loop_settings import REPLACED
 
         if key == "fit_loop" or (key.startswith("trainer.") and key[8:] in REPLACED):
             return ConfigError(f"{key}: {REPLACED[key.removeprefix('trainer.')]}")
@@ -119,25 +119,6 @@ def compose_config(overrides: Sequence[str], return_hydra_config: bool = False) 
         raise _composition_error(exc, overrides) from exc
     finally:
         GlobalHydra.instance().clear()
-
-
-def import_target(path: str, where: str) -> Callable[..., Any]:
-    """Import the class or function a `_target_` names, or raise a one-line `ConfigError`."""
-    module_name, _, attr = path.rpartition(".")
-    try:
-        target = getattr(importlib.import_module(module_name), attr)
-    except ModuleNotFoundError as exc:
-        missing = exc.name or module_name
-        raise ConfigError(
-            f"{where}._target_ {path!r} needs the Python module {missing!r}, which is not "
-            f"installed: install it (for loggers: pip install 'clarena[loggers]') or pick another "
-            f"{where.split('.')[0]}"
-        ) from exc
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigError(
-            f"{where}._target_ {path!r} cannot be imported ({exc}); fix the name"
-        ) from exc
-    return target
 
 
 def _accepts(annotation: Any, value: Any) -> bool:
@@ -269,7 +250,7 @@ def _check_top_level(cfg: DictConfig) -> None:
             "flush_denormal=false"
         )
     _check_budget(cfg)
-    from clarena.pipelines.loop_settings import check_loop_config
+    from clarena.run.loop_settings import check_loop_config
 
     check_loop_config(cfg)  # what the loop no longer takes, naming what replaced it
     for key in ("output_dir", "experiment_name"):
@@ -365,7 +346,7 @@ def _check_optimizer(node: DictConfig) -> None:
     import torch
     from hydra.utils import instantiate
 
-    from clarena.pipelines.errors import one_line
+    from clarena.core.errors import one_line
 
     params = [torch.nn.Parameter(torch.zeros(1))]
     try:
@@ -414,13 +395,13 @@ def callback_nodes(cfg: DictConfig) -> dict[str, DictConfig]:
 
 def dry_build(cfg: DictConfig) -> None:
     """Construct the dataset (without reading files), backbone, heads and algorithm once, with the
-    run's own wiring (`clarena.pipelines.components.build_components`).
+    run's own wiring (`clarena.run.components.build_components`).
 
     Their constructors validate their arguments (an algorithm refusing a scenario, a BC algorithm
     without the replay buffer a scenario needs, a bad `data_root`, ...); running them here turns
     those refusals into a `ConfigError` before any folder is created.
     """
-    from clarena.pipelines.components import build_components
+    from clarena.run.components import build_components
 
     build_components(cfg, load_data=False)
 

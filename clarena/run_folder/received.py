@@ -18,12 +18,14 @@ a component is built, with one line naming the key and the fix:
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from clarena.pipelines.errors import ConfigError
+from clarena.core.errors import ConfigError
 
 MAX_YAML_NODES = 200_000
 """The most nodes a received YAML document may expand to (a run's config has about a thousand)."""
@@ -33,9 +35,9 @@ ALLOWED_TARGETS = (
     "clarena.backbones.",
     "clarena.heads.",
     "clarena.cl_algorithms.",
-    "clarena.pipelines.loggers.",
-    "clarena.pipelines.callbacks.",
-    "clarena.pipelines.loop_settings.LoopSettings",
+    "clarena.run.loggers.",
+    "clarena.run.callbacks.",
+    "clarena.run.loop_settings.LoopSettings",
     "torch.optim.",
     "lightning.pytorch.loggers.",
     "lightning.pytorch.callbacks.",
@@ -194,13 +196,31 @@ def _targets(node: Any, where: str = "") -> list[tuple[str, str]]:
     return found
 
 
+def import_target(path: str, where: str) -> Callable[..., Any]:
+    """Import the class or function a `_target_` names, or raise a one-line `ConfigError`."""
+    module_name, _, attr = path.rpartition(".")
+    try:
+        target = getattr(importlib.import_module(module_name), attr)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or module_name
+        raise ConfigError(
+            f"{where}._target_ {path!r} needs the Python module {missing!r}, which is not "
+            f"installed: install it (for loggers: pip install 'clarena[loggers]') or pick another "
+            f"{where.split('.')[0]}"
+        ) from exc
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(
+            f"{where}._target_ {path!r} cannot be imported ({exc}); fix the name"
+        ) from exc
+    return target
+
+
 def check_targets(config: dict[str, Any], source: Path) -> None:
     """Refuse any `_target_` of `config` outside `ALLOWED_TARGETS` or that is not a class.
 
     Raises:
         ConfigError: One line naming the key, the target and `--trust-config`.
     """
-    from clarena.pipelines.config import import_target
 
     for where, target in _targets(config):
         allowed = target.startswith(ALLOWED_TARGETS)

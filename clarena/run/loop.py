@@ -1,6 +1,6 @@
 """THE loop: one task of one algorithm trained and tested, on Lightning Fabric.
 
-Fabric runs what `clarena.pipelines.loop_settings.LoopSettings` names (devices, DDP processes,
+Fabric runs what `clarena.run.loop_settings.LoopSettings` names (devices, DDP processes,
 precision, backward, gradient clipping); this loop runs the same `CLAlgorithm` (a LightningModule)
 by calling the module's hooks in the order Lightning's Trainer calls them, without a Trainer's
 per-step cost (about 40 hook calls through its profiler and callback dispatch):
@@ -23,7 +23,7 @@ loss under `16-mixed`. The loaders are the datamodule's own: they shard themselv
 
 The pipeline's duties are called directly: the loss-term record (`TrainTermsLog`), the kill
 switch, the progress bar (rank zero, redrawn at most ten times a second), and the within-task
-checkpoint (`clarena.pipelines.checkpoint`: written when `CheckpointSchedule` says, by time or
+checkpoint (`clarena.run_folder.checkpoint`: written when `CheckpointSchedule` says, by time or
 steps; it holds the position, random states and optimizer state, so a resume replays the
 interrupted epoch's remaining batches exactly).
 
@@ -53,10 +53,10 @@ from typing import Any
 
 import torch
 
-from clarena.pipelines import checkpoint as ckpt
-from clarena.pipelines.errors import ConfigError
-from clarena.pipelines.loop_settings import CheckpointSchedule, LoopSettings
-from clarena.pipelines.progress_bar import ProgressBar
+from clarena.core.errors import ConfigError
+from clarena.run.loop_settings import CheckpointSchedule, LoopSettings
+from clarena.run.progress_bar import ProgressBar
+from clarena.run_folder import checkpoint as ckpt
 
 HOOKS = (
     "on_loop_fit_start",
@@ -384,7 +384,7 @@ class Loop:
                 loss = self.progress_bar_metrics.get("train/loss")
                 self.bar.update(done, loss, force=done == total or self._done())
             if self.kill_step is not None and self.global_step >= self.kill_step:
-                from clarena.pipelines.callbacks import kill_now
+                from clarena.run.callbacks import kill_now
 
                 kill_now()
             if done != total and not self._done() and self._due():

@@ -7,7 +7,7 @@ exists, or `-o OUT`), and compared with the results saved by training. Nothing e
 rewritten: its results, checkpoints and config stay as they are.
 
 The output is the summary only: Lightning's banners and the libraries' deprecation warnings are
-hidden (`clarena.pipelines.quiet`); `--verbose` shows them, and the traceback of a failure.
+hidden (`clarena.commands.quiet`); `--verbose` shows them, and the traceback of a failure.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clarena.pipelines.errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, one_line
+from clarena.core.errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, one_line
 
 PROG = "clarena eval"
 
@@ -36,7 +36,7 @@ def _fresh(path: Path) -> Path:
 def evaluate_run(run_dir: Path, output: Path, trust: bool = False) -> tuple[object, float | None]:
     """Re-test the saved models of `run_dir`, write the results into `output`.
 
-    The run's `config.yaml` is read as data (`clarena.pipelines.run_folder.load_run_config`):
+    The run's `config.yaml` is read as data (`clarena.run.saved_config.load_run_config`):
     components outside the allow-list are refused unless `trust` is set.
 
     Returns:
@@ -47,12 +47,12 @@ def evaluate_run(run_dir: Path, output: Path, trust: bool = False) -> tuple[obje
 
     with collector_paused():  # the heavy imports (torch, Lightning): it says why
         from clarena.metrics import CLResults
-        from clarena.pipelines import checkpoint as ckpt
-        from clarena.pipelines.callbacks import RecordPredictions
-        from clarena.pipelines.config import to_plain
-        from clarena.pipelines.loop import Loop
-        from clarena.pipelines.run_folder import load_run_config
-        from clarena.pipelines.task_loop import build_components, one_process_fabric
+        from clarena.run.callbacks import RecordPredictions
+        from clarena.run.config import to_plain
+        from clarena.run.loop import Loop
+        from clarena.run.saved_config import load_run_config
+        from clarena.run.task_loop import build_components, one_process_fabric
+        from clarena.run_folder import checkpoint as ckpt
 
     cfg = load_run_config(run_dir, trust=trust)
     tasks = ckpt.finished_tasks(run_dir)
@@ -122,12 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {output} is not empty; choose a new --output", file=sys.stderr)
         return EXIT_BAD_INPUT
     from clarena.core.errors import ClarenaError
-    from clarena.pipelines.run_folder import (
-        config_digest,
-        load_run_config,
-        lock_run_folder,
-        writable_parent,
-    )
+    from clarena.run.saved_config import load_run_config
+    from clarena.run_folder.folder import config_digest, lock_run_folder, writable_parent
 
     try:
         if not writable_parent(output):
@@ -137,14 +133,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         lock_run_folder(run_dir, read_only_ok=True)
         load_run_config(run_dir, trust=args.trust_config)  # refuse before anything is built
-        from clarena.pipelines.checkpoint import check_task_checkpoints
+        from clarena.run_folder.checkpoint import check_task_checkpoints
 
         check_task_checkpoints(run_dir, config_digest(run_dir))
     except ClarenaError as exc:  # ConfigError, CheckpointError
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    from clarena.pipelines.quiet import quiet_output
+    from clarena.commands.quiet import quiet_output
 
     try:
         with quiet_output(args.verbose):
@@ -156,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_RUN_FAILED
-    from clarena.pipelines.summary import print_summary
+    from clarena.reports.summary import print_summary
 
     print_summary(results, output, heading="re-evaluated accuracy (%)")  # type: ignore[arg-type]
     if diff is None:

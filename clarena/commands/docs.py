@@ -132,7 +132,7 @@ def build(output_dir: Path, verbose: bool = False, source: bool = False) -> list
     Returns:
         The problems pdoc reported (empty when the build is clean).
     """
-    from clarena.pipelines.quiet import import_quietly, silenced_stderr
+    from clarena.commands.quiet import import_quietly, silenced_stderr
 
     # torch (and avalanche, which loads torch's compiler stack) must be imported before TensorFlow
     # in one process (the reverse order crashes), and pdoc imports modules in name order, so they

@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from clarena.pipelines.errors import ConfigError, one_line
+from clarena.core.errors import ConfigError, one_line
 
 
 @dataclass
@@ -33,7 +33,7 @@ def build_components(cfg: DictConfig, load_data: bool = True) -> Components:
     from hydra.utils import instantiate
 
     from clarena.heads import make_heads
-    from clarena.pipelines.deployed import update_options
+    from clarena.run.deployed import update_options
 
     stage = "cl_dataset"
     try:

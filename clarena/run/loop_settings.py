@@ -1,8 +1,8 @@
 """The settings of the training loop (the config's `trainer` node), checked before a run starts.
 
-`trainer:` builds a `LoopSettings` (`_target_: clarena.pipelines.loop_settings.LoopSettings`), so
+`trainer:` builds a `LoopSettings` (`_target_: clarena.run.loop_settings.LoopSettings`), so
 its keys are checked against this signature like every other component's. Lightning Fabric runs
-what they name (`clarena.pipelines.loop`): the device, the processes (`devices=N` means N
+what they name (`clarena.run.loop`): the device, the processes (`devices=N` means N
 processes on every accelerator: DDP, gloo on CPUs and NCCL on GPUs; `num_nodes` machines, SLURM
 included), the precision (`32-true`, `bf16-mixed`, `16-mixed`), gradient clipping and accumulation.
 
@@ -10,7 +10,7 @@ included), the precision (`32-true`, `bf16-mixed`, `16-mixed`), gradient clippin
 the `fit_loop` switch, Lightning's `Trainer` as `trainer._target_`, Trainer options, and a
 `ModelCheckpoint` callback (the within-task checkpoint is `checkpoint_every_minutes` /
 `checkpoint_every_n_steps`; `CheckpointSchedule` says when it is due). Run folders written before
-the change are translated when they are read (`clarena.pipelines.legacy_config`).
+the change are translated when they are read (`clarena.run.saved_config`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from clarena.pipelines.errors import ConfigError
+from clarena.core.errors import ConfigError
 
-SETTINGS_TARGET = "clarena.pipelines.loop_settings.LoopSettings"
+SETTINGS_TARGET = "clarena.run.loop_settings.LoopSettings"
 """The `_target_` of the config's `trainer` node."""
 
 TRAINER_TARGETS = ("lightning.pytorch.Trainer", "lightning.pytorch.trainer.trainer.Trainer")

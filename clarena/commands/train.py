@@ -15,13 +15,13 @@ Options (everything else goes to Hydra: `--cfg job`, `--info`, `hydra/launcher=.
 - `--trust-config`: with `resume=`, rebuild components that are not on the run folder's
   allow-list (your own classes); without it a run folder can only name clarena's components.
 
-Before anything runs, the overrides are composed and checked (`clarena.pipelines.config`); a bad
+Before anything runs, the overrides are composed and checked (`clarena.run.config`); a bad
 key, option, type or scenario stops with one line and exit code 2, and no folder is created. Each
 run gets a fresh folder (`output_dir`, or `hydra.run.dir`, which names the same folder); an
 existing folder is never written into, except by `resume=`, which continues an unfinished run in
 place with its saved config, and except a folder whose run was killed before it wrote its config
 (that run never started, so starting it again reuses the folder). The run holds an exclusive lock
-on its folder (`clarena.pipelines.run_folder`). Ctrl-C or SIGTERM stops a run with one line saying
+on its folder (`clarena.run_folder.folder`). Ctrl-C or SIGTERM stops a run with one line saying
 where it stopped and the `resume=` command that continues it (exit codes 130 and 143).
 """
 
@@ -37,16 +37,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clarena.pipelines.errors import (
+from hydra.errors import CompactHydraException
+
+from clarena.core.errors import (
     EXIT_BAD_INPUT,
     EXIT_RUN_FAILED,
     ClarenaError,
     ConfigError,
-    RunFailed,
     one_line,
 )
 
-log = logging.getLogger("clarena.pipelines.train")
+log = logging.getLogger("clarena.commands.train")
 
 PROG = "clarena train"
 VERBOSE_ENV = "CLARENA_VERBOSE"
@@ -60,6 +61,10 @@ _REFUSED_FLAGS = {
 }
 _RUN_DIR_KEYS = ("output_dir", "hydra.run.dir")
 """Overrides naming the run folder (`hydra.run.dir` defaults to `output_dir`)."""
+
+
+class RunFailed(CompactHydraException):
+    """Raised from inside a Hydra job so that Hydra prints only its one-line message."""
 
 
 class RunInterrupted(BaseException):
@@ -148,8 +153,8 @@ def _fresh_output_dir(resolved: str, explicit: bool) -> Path:
 
     A folder whose run was killed before it wrote `config.yaml` counts as empty: it is reused.
     """
-    from clarena.pipelines.run_folder import never_started
-    from clarena.pipelines.run_layout import check_not_inside_another_run
+    from clarena.run_folder.folder import never_started
+    from clarena.run_folder.layout import check_not_inside_another_run
 
     path = Path(resolved).expanduser().absolute()
     check_not_inside_another_run(path)
@@ -169,7 +174,7 @@ def _fresh_output_dir(resolved: str, explicit: bool) -> Path:
 
 def _taken_message(path: Path) -> str:
     """Why the folder `output_dir` names cannot take a new run, and what to do instead."""
-    from clarena.pipelines.run_folder import CONFIG_FILE, LOCK_FILE, lock_holder
+    from clarena.run_folder.folder import CONFIG_FILE, LOCK_FILE, lock_holder
 
     if not path.is_dir():
         return f"output_dir {str(path)!r} is a file, not a folder; choose a new folder"
@@ -200,7 +205,7 @@ def prepare(overrides: list[str], multirun: bool) -> tuple[list[str], Any]:
     """
     from omegaconf import open_dict, read_write
 
-    from clarena.pipelines.config import compose_config, validate_config
+    from clarena.run.config import compose_config, validate_config
 
     named = [o for o in overrides if _key(o) in _RUN_DIR_KEYS]
     if not multirun and any(_key(o) == "hydra.run.dir" for o in named):
@@ -225,14 +230,14 @@ def _task_function(cfg) -> None:
     from hydra.types import RunMode
     from omegaconf import open_dict
 
-    from clarena.pipelines.ddp import slurm_rank
+    from clarena.run.ddp import slurm_rank
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir).absolute()
     with open_dict(cfg):
         cfg.output_dir = str(run_dir)
     if slurm_rank(cfg.trainer) > 0:  # SLURM started this rank: rank zero owns the folder
-        from clarena.pipelines.task_loop import run_experiment
+        from clarena.run.task_loop import run_experiment
 
         run_experiment(cfg, run_dir, worker=True)
         return
@@ -256,8 +261,8 @@ def execute(cfg, run_dir: Path, resume: bool) -> None:
     The run holds the lock of `run_dir` until it ends.
     """
     from clarena.core.files import remove_stale_temporaries
-    from clarena.pipelines.run_folder import lock_run_folder, unlock_run_folder
-    from clarena.pipelines.task_loop import Progress
+    from clarena.run.task_loop import Progress
+    from clarena.run_folder.folder import lock_run_folder, unlock_run_folder
 
     try:
         lock_run_folder(run_dir)
@@ -266,9 +271,9 @@ def execute(cfg, run_dir: Path, resume: bool) -> None:
     _current.run_dir, _current.progress = run_dir, Progress()
     print(f"{PROG}: {'continuing' if resume else 'run folder'} {run_dir}", file=sys.stderr)
     try:
-        from clarena.pipelines.config import validate_config
-        from clarena.pipelines.summary import print_summary
-        from clarena.pipelines.task_loop import run_experiment
+        from clarena.reports.summary import print_summary
+        from clarena.run.config import validate_config
+        from clarena.run.task_loop import run_experiment
 
         for stale in remove_stale_temporaries(run_dir):
             log.info("removed %s, left by an interrupted write", stale)
@@ -361,7 +366,7 @@ def _rerun_command(run_dir: Path) -> str:
 
 def _console_logging(run_dir: Path) -> logging.Handler:
     """INFO and up to the console, everything to `run_dir/train.log`; return the file handler."""
-    from clarena.pipelines.logfile import RunLogHandler
+    from clarena.run_folder.logfile import RunLogHandler
 
     handler = RunLogHandler(str(run_dir / "train.log"))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -378,11 +383,11 @@ def _console_logging(run_dir: Path) -> logging.Handler:
 
 def resume_run(run_dir_arg: str, trust: bool = False) -> int:
     """`clarena train resume=<run dir>`: continue an interrupted run with its saved config."""
-    from clarena.pipelines import checkpoint as ckpt
-    from clarena.pipelines.run_folder import (
+    from clarena.run.saved_config import load_run_config
+    from clarena.run_folder import checkpoint as ckpt
+    from clarena.run_folder.folder import (
         CONFIG_FILE,
         config_digest,
-        load_run_config,
         lock_run_folder,
         never_started,
     )
@@ -493,7 +498,7 @@ def _main(args: list[str]) -> int:
         if not Path(d).expanduser().is_dir():
             _error(f"--config-dir {d!r} is not a folder: create it (clarena init {d}) or fix it")
             return EXIT_BAD_INPUT
-    from clarena.pipelines.config import searchpath_override
+    from clarena.run.config import searchpath_override
 
     if config_dirs and any(_key(o) == "hydra.searchpath" for o in overrides):
         _error("use either --config-dir or hydra.searchpath=[...], not both")
@@ -519,7 +524,7 @@ def _main(args: list[str]) -> int:
         try:
             overrides, composed = prepare(overrides, multirun)
             if not multirun:  # lock before Hydra writes into the folder
-                from clarena.pipelines.run_folder import lock_run_folder
+                from clarena.run_folder.folder import lock_run_folder
 
                 run_dir = Path(overrides[-1].split("=", 1)[1].strip("'"))
                 lock_run_folder(run_dir)
@@ -532,6 +537,6 @@ def _main(args: list[str]) -> int:
         return _launch([*hydra_flags, *overrides])
     finally:
         if run_dir is not None:
-            from clarena.pipelines.run_folder import unlock_run_folder
+            from clarena.run_folder.folder import unlock_run_folder
 
             unlock_run_folder(run_dir)

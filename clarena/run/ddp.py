@@ -1,14 +1,14 @@
 """`clarena train` on several processes: how the DDP children of Fabric's launcher re-enter a run.
 
 `trainer.devices=N` (N > 1) runs N processes: the run's Fabric
-(`clarena.pipelines.loop.make_fabric`) launches them with its subprocess launcher, which runs this
+(`clarena.run.loop.make_fabric`) launches them with its subprocess launcher, which runs this
 process's command again
 (`python <script> ...` or `python -m clarena ...`) with `LOCAL_RANK` and friends in the environment.
 clarena does not let such a child go through `clarena train` again (a second Hydra folder, a second
 `config.yaml`, a lock it could never take). Before it launches them, rank zero puts the run
 folder and the resume flag in the environment (`DDP_RUN_DIR_ENV`, `DDP_RESUME_ENV`); a process
 that starts with those and a non-zero `LOCAL_RANK` is a *worker*: `clarena.cli` hands it to
-`clarena.pipelines.task_loop.worker_main`, which rebuilds the run from the folder's `config.yaml`
+`clarena.run.task_loop.worker_main`, which rebuilds the run from the folder's `config.yaml`
 (written by rank zero before any child exists) and runs the same task loop. Under SLURM (`srun`
 starts every rank of the job), the ranks are told apart by `SLURM_PROCID`, with the same effect.
 
@@ -23,7 +23,7 @@ Who does what:
 A rank that dies ends the run: Fabric's launcher watches its children and kills the whole group when
 one dies, and a worker asks the kernel to kill it when rank zero dies (`PR_SET_PDEATHSIG`), so no
 process is left waiting in a collective. SIGTERM (or Ctrl-C) to rank zero stops it with the resume
-line (`clarena.pipelines.train`), and its workers die with it. `clarena train resume=<dir>` then
+line (`clarena.commands.train`), and its workers die with it. `clarena train resume=<dir>` then
 continues as for a one-process run.
 """
 

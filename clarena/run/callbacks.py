@@ -4,7 +4,7 @@
   infinite, checking every step (a host synchronisation per step; `callbacks=debug` uses it).
   Every algorithm's training step already checks its loss terms every `log_every_n_steps` steps
   without one (`clarena.cl_algorithms.train_terms`), so the default callbacks leave it out. It is a
-  callback of the loop's protocol (`clarena.pipelines.loop`: `on_loop_step_end`), like a user's.
+  callback of the loop's protocol (`clarena.run.loop`: `on_loop_step_end`), like a user's.
 - `RecordPredictions` collects what `test_step` returns during the loop's test and adds it to the
   run's `CLResults` (the loop calls it directly).
 - The kill switch is a testing aid: with the environment variable `CLARENA_KILL_AT` set, the

@@ -21,9 +21,10 @@ def _outputs(run_dir: Path) -> tuple[Any, Any, Any] | None:
     the tasks before the last, or None when the run has fewer than two task checkpoints."""
     import torch
 
-    from clarena.pipelines import checkpoint as ckpt
-    from clarena.pipelines.run_folder import CONFIG_FILE, load_run_config
-    from clarena.pipelines.task_loop import build_components
+    from clarena.run.saved_config import load_run_config
+    from clarena.run.task_loop import build_components
+    from clarena.run_folder import checkpoint as ckpt
+    from clarena.run_folder.folder import CONFIG_FILE
 
     tasks = ckpt.saved_tasks(run_dir)
     if len(tasks) < 2 or not (run_dir / CONFIG_FILE).is_file():

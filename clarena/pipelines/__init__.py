@@ -1,1 +1,0 @@
-"""Pipelines: the task loop behind `clarena train`, evaluation of saved runs, and reports."""
