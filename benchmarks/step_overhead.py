@@ -63,25 +63,26 @@ def _overrides(steps: int, out: Path, bar: bool) -> list[str]:
 
 def _components(steps: int, out: Path, bar: bool):
     from clarena.run.config import compose_config
+    from clarena.run.spec import RunSpec
     from clarena.run.task_loop import build_components, build_loggers
 
-    cfg = compose_config(_overrides(steps, out, bar))
+    spec = RunSpec.of(compose_config(_overrides(steps, out, bar)))
     torch.manual_seed(0)
-    components = build_components(cfg)
+    components = build_components(spec)
     components.datamodule.setup_task(1)
     components.algorithm.on_task_start(1, components.datamodule)
-    return cfg, components, build_loggers(cfg)
+    return spec, components, build_loggers(spec)
 
 
 def run_clarena(steps: int, out: Path, bar: bool) -> Callable[[], None]:
     """Task 1 as `clarena train` runs it: a fresh `Loop` on the run's Fabric, with the
     configured callbacks, loggers, bar and within-task checkpoint."""
     from clarena.run.loop import Loop, make_fabric
-    from clarena.run.task_loop import build_callbacks, build_settings
+    from clarena.run.task_loop import build_callbacks
     from clarena.run_folder import checkpoint as ckpt
 
-    cfg, components, loggers = _components(steps, out, bar)
-    settings, callbacks = build_settings(cfg), build_callbacks(cfg)
+    spec, components, loggers = _components(steps, out, bar)
+    settings, callbacks = spec.settings, build_callbacks(spec)
     fabric = make_fabric(settings, callbacks)
 
     def fit() -> None:

@@ -122,6 +122,8 @@ def predict_on_dataset(path: Path, dataset_file: Path, trust: bool = False) -> P
     from clarena.core.errors import ClarenaError
     from clarena.metrics.predictions import PredictionLog
     from clarena.run.components import build_components
+    from clarena.run.loop_settings import SETTINGS_TARGET
+    from clarena.run.spec import RunSpec
     from clarena.run_folder import checkpoint as ckpt
     from clarena.run_folder import received
 
@@ -140,7 +142,8 @@ def predict_on_dataset(path: Path, dataset_file: Path, trust: bool = False) -> P
         merged = received.resolve_received({**config, "cl_dataset": dataset}, dataset_file)
         if not trust:  # what build_components instantiates (never the trainer, loggers, ...)
             received.check_targets({k: v for k, v in merged.items() if k not in NOT_BUILT}, path)
-        components = build_components(OmegaConf.create(merged))
+        merged["trainer"] = {"_target_": SETTINGS_TARGET}  # testing uses none of the run's
+        components = build_components(RunSpec.of(OmegaConf.create(merged), path.parent))
         algorithm, datamodule = components.algorithm, components.datamodule
         algorithm.load_cl_state_dict(state["cl_state"])
     except ClarenaError as exc:

@@ -48,23 +48,23 @@ def evaluate_run(run_dir: Path, output: Path, trust: bool = False) -> tuple[obje
     with collector_paused():  # the heavy imports (torch, Lightning): it says why
         from clarena.metrics import CLResults
         from clarena.run.callbacks import RecordPredictions
-        from clarena.run.config import to_plain
         from clarena.run.loop import Loop
         from clarena.run.saved_config import load_run_config
+        from clarena.run.spec import RunSpec
         from clarena.run.task_loop import build_components, one_process_fabric
         from clarena.run_folder import checkpoint as ckpt
 
-    cfg = load_run_config(run_dir, trust=trust)
+    spec = RunSpec.of(load_run_config(run_dir, trust=trust), run_dir)
     tasks = ckpt.finished_tasks(run_dir)
     if not tasks:
         raise FileNotFoundError(
             f"{run_dir} has no task checkpoint (checkpoints/after_task_<t>.pt) yet: finish or "
             f"resume the run first (clarena train resume={run_dir})"
         )
-    components = build_components(cfg)
-    fabric, settings = one_process_fabric(cfg)  # one process, also for a run trained with DDP
-    results = CLResults(cfg.scenario)
-    saved = CLResults(cfg.scenario)
+    components = build_components(spec)
+    fabric, settings = one_process_fabric(spec)  # one process, also for a run trained with DDP
+    results = CLResults(spec.scenario)
+    saved = CLResults(spec.scenario)
     for task_id in tasks:
         state = ckpt.load_task_checkpoint(ckpt.task_checkpoint_path(run_dir, task_id))
         components.algorithm.load_cl_state_dict(state["cl_state"])
@@ -77,7 +77,7 @@ def evaluate_run(run_dir: Path, output: Path, trust: bool = False) -> tuple[obje
         saved.load_state_dict(state["results"])
     from clarena.reports.writers import write_results  # lazily: matplotlib
 
-    write_results(results.record(to_plain(cfg)), output)
+    write_results(results.record(spec.plain_config()), output)
     new, old = results.accuracy_matrix(), saved.accuracy_matrix()
     diff = None
     if old.shape == new.shape:

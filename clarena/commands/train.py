@@ -237,9 +237,10 @@ def _task_function(cfg) -> None:
     with open_dict(cfg):
         cfg.output_dir = str(run_dir)
     if slurm_rank(cfg.trainer) > 0:  # SLURM started this rank: rank zero owns the folder
+        from clarena.run.spec import RunSpec
         from clarena.run.task_loop import run_experiment
 
-        run_experiment(cfg, run_dir, worker=True)
+        run_experiment(RunSpec.of(cfg, run_dir), worker=True)
         return
     try:
         if (run_dir / "config.yaml").exists():
@@ -273,12 +274,14 @@ def execute(cfg, run_dir: Path, resume: bool) -> None:
     try:
         from clarena.reports.summary import print_summary
         from clarena.run.config import validate_config
+        from clarena.run.spec import RunSpec
         from clarena.run.task_loop import run_experiment
 
         for stale in remove_stale_temporaries(run_dir):
             log.info("removed %s, left by an interrupted write", stale)
         validate_config(cfg, build=False)  # again: every job of a sweep has its own values
-        results = run_experiment(cfg, run_dir, resume=resume, progress=_current.progress)
+        spec = RunSpec.of(cfg, run_dir)
+        results = run_experiment(spec, resume=resume, progress=_current.progress)
         print_summary(results, run_dir)
     except (KeyboardInterrupt, RunFailed, RunInterrupted):
         raise

@@ -1,15 +1,15 @@
 """The wiring of a run's components, defined once: dataset → backbone → heads → optimizer factory →
-algorithm. `clarena train` (through `run_experiment`), its pre-flight check (`dry_build`),
-`clarena eval` and the sweep summaries all build a run with `build_components`."""
+algorithm, from the run's description (`clarena.run.spec.RunSpec`). `clarena train` (through
+`run_experiment`), its pre-flight check (`dry_build`), `clarena eval` and the sweep summaries all
+build a run with `build_components`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig
-
 from clarena.core.errors import ConfigError, one_line
+from clarena.run.spec import RunSpec
 
 
 @dataclass
@@ -20,8 +20,8 @@ class Components:
     algorithm: Any
 
 
-def build_components(cfg: DictConfig, load_data: bool = True) -> Components:
-    """Instantiate the dataset, backbone, heads, optimizer factory and algorithm of `cfg`.
+def build_components(spec: RunSpec, load_data: bool = True) -> Components:
+    """Instantiate the dataset, backbone, heads, optimizer factory and algorithm of `spec`.
 
     With `load_data` the dataset's files are read here, so a missing dataset stops the run before
     any training; without, nothing is read (the pre-flight check of `clarena train`).
@@ -37,26 +37,26 @@ def build_components(cfg: DictConfig, load_data: bool = True) -> Components:
 
     stage = "cl_dataset"
     try:
-        datamodule = instantiate(cfg.cl_dataset)
+        datamodule = instantiate(spec.cl_dataset)
     except Exception as exc:  # every constructor refusal is bad input
         raise _refused(stage, exc) from exc
     if load_data:
         datamodule.prepare_data()  # a missing file says itself how to get it
     try:
         stage = "backbone"
-        backbone = instantiate(cfg.backbone, input_shape=tuple(datamodule.input_shape))
-        heads = make_heads(cfg.scenario, backbone.output_dim, datamodule.head_outputs)
+        backbone = instantiate(spec.backbone, input_shape=tuple(datamodule.input_shape))
+        heads = make_heads(spec.scenario, backbone.output_dim, datamodule.head_outputs)
         stage = "optimizer"
-        optimizer = instantiate(cfg.optimizer)
+        optimizer = instantiate(spec.optimizer)
         stage = "update"
-        updating = update_options(cfg, backbone, int(datamodule.num_tasks))
+        updating = update_options(spec.update, backbone, int(datamodule.num_tasks))
         stage = "cl_algorithm"
         algorithm = instantiate(
-            cfg.cl_algorithm,
+            spec.cl_algorithm,
             backbone=backbone,
             heads=heads,
             optimizer=optimizer,
-            scenario=cfg.scenario,
+            scenario=spec.scenario,
             **updating,
         )
     except ConfigError:

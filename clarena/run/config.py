@@ -20,6 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from clarena.core.errors import ConfigError, closest
 from clarena.core.scenarios import SCENARIOS
+from clarena.run.spec import RunSpec, callback_nodes, logger_nodes
 from clarena.run_folder.received import import_target
 
 CONFIG_MODULE = "clarena.configs"
@@ -377,22 +378,6 @@ def check_scenario_support(cfg: DictConfig) -> None:
             )
 
 
-def logger_nodes(cfg: DictConfig) -> dict[str, DictConfig]:
-    """The logger configs of a run by name (`logger: {csv: {...}, ...}`; empty for none)."""
-    node = cfg.get("logger")
-    if not node:
-        return {}
-    return {str(k): v for k, v in node.items() if isinstance(v, DictConfig) and "_target_" in v}
-
-
-def callback_nodes(cfg: DictConfig) -> dict[str, DictConfig]:
-    """The callback configs of a run by name (`callbacks: {name: {...}}`; empty for none)."""
-    node = cfg.get("callbacks")
-    if not node:
-        return {}
-    return {str(k): v for k, v in node.items() if isinstance(v, DictConfig) and "_target_" in v}
-
-
 def dry_build(cfg: DictConfig) -> None:
     """Construct the dataset (without reading files), backbone, heads and algorithm once, with the
     run's own wiring (`clarena.run.components.build_components`).
@@ -403,7 +388,7 @@ def dry_build(cfg: DictConfig) -> None:
     """
     from clarena.run.components import build_components
 
-    build_components(cfg, load_data=False)
+    build_components(RunSpec.of(cfg), load_data=False)
 
 
 _VALIDATED: dict[str, bool] = {}
@@ -468,8 +453,3 @@ def _require_logger_package(name: str) -> None:
             f"logger={name} needs the package {package!r}: pip install 'clarena[loggers]' "
             "(or choose logger=csv)"
         )
-
-
-def to_plain(cfg: DictConfig | ListConfig) -> Any:
-    """The resolved config as plain dicts and lists (safe in checkpoints and JSON)."""
-    return OmegaConf.to_container(cfg, resolve=True)

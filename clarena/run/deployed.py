@@ -68,8 +68,8 @@ def read_deployed_model(option: str, spec: str) -> DeployedModel:
         raise ConfigError(f"{option}: {exc}") from None
 
 
-def update_options(cfg: DictConfig, backbone: Any, num_tasks: int) -> dict[str, Any]:
-    """The algorithm's keyword arguments from `cfg.update`: `deployed_model` (from `old_model`)
+def update_options(update: DictConfig, backbone: Any, num_tasks: int) -> dict[str, Any]:
+    """The algorithm's keyword arguments from the `update` node: `deployed_model` (from `old_model`)
     and `ensemble` (from `ensemble`, a list), each checked against `backbone`.
 
     Raises:
@@ -77,7 +77,7 @@ def update_options(cfg: DictConfig, backbone: Any, num_tasks: int) -> dict[str, 
             tasks (the deployed model is task 1; the update is task 2).
     """
     options: dict[str, Any] = {}
-    old_model = OmegaConf.select(cfg, "update.old_model", default=None)
+    old_model = update.get("old_model")
     if old_model is not None:
         if num_tasks < 2:
             raise ConfigError(
@@ -85,7 +85,7 @@ def update_options(cfg: DictConfig, backbone: Any, num_tasks: int) -> dict[str, 
                 "the place of task 1, so the update needs cl_dataset.num_tasks >= 2"
             )
         options["deployed_model"] = _checked("update.old_model", str(old_model), backbone)
-    ensemble = OmegaConf.select(cfg, "update.ensemble", default=None)
+    ensemble = update.get("ensemble")
     if ensemble:
         if isinstance(ensemble, str) or not OmegaConf.is_list(ensemble):
             raise ConfigError(

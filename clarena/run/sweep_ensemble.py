@@ -22,6 +22,7 @@ def _outputs(run_dir: Path) -> tuple[Any, Any, Any] | None:
     import torch
 
     from clarena.run.saved_config import load_run_config
+    from clarena.run.spec import RunSpec
     from clarena.run.task_loop import build_components
     from clarena.run_folder import checkpoint as ckpt
     from clarena.run_folder.folder import CONFIG_FILE
@@ -29,10 +30,10 @@ def _outputs(run_dir: Path) -> tuple[Any, Any, Any] | None:
     tasks = ckpt.saved_tasks(run_dir)
     if len(tasks) < 2 or not (run_dir / CONFIG_FILE).is_file():
         return None
-    cfg = load_run_config(run_dir)  # a run folder is data: allow-listed components only
+    spec = RunSpec.of(load_run_config(run_dir), run_dir)  # data: allow-listed components only
     models = []
     for task_id in tasks[-2:]:
-        components = build_components(cfg)
+        components = build_components(spec)
         state = ckpt.load_task_checkpoint(ckpt.task_checkpoint_path(run_dir, task_id))
         components.algorithm.load_cl_state_dict(state["cl_state"])
         components.algorithm.eval()

@@ -13,7 +13,7 @@ For each task $t = 1..T$ of the dataset (`run_tasks`, the loop every caller shar
 6. the results tables are rewritten (the plots after the last task) and the whole CL state is
    checkpointed atomically (`clarena.run_folder.checkpoint`).
 
-`run_experiment(cfg, run_dir, resume=True)` continues a run from its last task checkpoint and, when
+`run_experiment(spec, resume=True)` continues a run from its last task checkpoint and, when
 the process died inside a task, from the within-task checkpoint of that task: the random-number
 states travel with both, so the resumed run ends with the same accuracy matrix as an uninterrupted
 one. The run's Fabric is made once (`make_fabric`): under DDP it starts the other ranks
@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 from lightning.fabric.utilities.seed import seed_everything
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from clarena.core.errors import ConfigError
 from clarena.core.files import atomic_write_text
@@ -44,10 +44,10 @@ from clarena.metrics import CLResults
 from clarena.run import ddp
 from clarena.run.callbacks import RecordPredictions, kill_now, kill_point, kills_rank
 from clarena.run.components import Components, build_components
-from clarena.run.config import callback_nodes, logger_nodes, to_plain
 from clarena.run.loggers import CSVLogger, TaskSteps
 from clarena.run.loop import Loop, make_fabric
 from clarena.run.loop_settings import LoopSettings
+from clarena.run.spec import RunSpec
 from clarena.run_folder import checkpoint as ckpt
 from clarena.run_folder.folder import CONFIG_FILE, config_digest, relocatable
 
@@ -72,35 +72,23 @@ class Progress:
         return int(self.loop.global_step) if self.loop is not None else 0
 
 
-def build_loggers(cfg: DictConfig) -> list[Any]:
-    """The experiment loggers of `cfg` (one instance per run, shared by the tasks' loops)."""
-    return [instantiate(node) for node in logger_nodes(cfg).values()]
+def build_loggers(spec: RunSpec) -> list[Any]:
+    """The experiment loggers of the run (one instance per run, shared by the tasks' loops)."""
+    return [instantiate(node) for node in spec.loggers.values()]
 
 
-def build_settings(cfg: DictConfig) -> LoopSettings:
-    """The loop's settings of `cfg` (its `trainer` node)."""
-    settings = instantiate(cfg.trainer)
-    if not isinstance(settings, LoopSettings):
-        raise ConfigError(
-            f"trainer._target_ builds a {type(settings).__name__}, not the loop's settings: use "
-            "clarena.run.loop_settings.LoopSettings (trainer=default, cpu, gpu, ddp)"
-        )
-    return settings
+def build_callbacks(spec: RunSpec) -> list[Any]:
+    """The callbacks of the run, handed to the run's Fabric (`clarena.run.loop`)."""
+    return [instantiate(node) for node in spec.callbacks.values()]
 
 
-def build_callbacks(cfg: DictConfig) -> list[Any]:
-    """The callbacks of `cfg`, handed to the run's Fabric (`clarena.run.loop`)."""
-    return [instantiate(node) for node in callback_nodes(cfg).values()]
-
-
-def one_process_fabric(cfg: DictConfig) -> tuple[Any, LoopSettings]:
+def one_process_fabric(spec: RunSpec) -> tuple[Any, LoopSettings]:
     """A Fabric of one process on the run's accelerator and precision, and its settings, for
     testing saved models (`clarena eval`, also of a run trained with DDP)."""
-    settings = build_settings(cfg)
     single = LoopSettings(
-        accelerator=settings.accelerator,
+        accelerator=spec.settings.accelerator,
         devices=1,
-        precision=settings.precision,
+        precision=spec.settings.precision,
         enable_progress_bar=False,
         checkpoint_every_minutes=None,
     )
@@ -212,25 +200,25 @@ def flushes_denormals() -> bool:
 
 
 def run_experiment(
-    cfg: DictConfig,
-    run_dir: Path,
+    spec: RunSpec,
     resume: bool = False,
     progress: Progress | None = None,
     worker: bool = False,
 ) -> CLResults:
-    """Run (or, with `resume`, continue) the experiment `cfg` in `run_dir`; return its results.
+    """Run (or, with `resume`, continue) the run `spec` describes in `spec.run_dir`; return its
+    results.
 
     Args:
-        cfg: The composed config (`cfg.output_dir` should equal `run_dir`).
-        run_dir: The run folder: `config.yaml`, `checkpoints/`, `results/`, logs.
-        resume: Continue from the checkpoints already in `run_dir`.
+        spec: The run (`RunSpec.of(cfg)`); its folder holds `config.yaml`, `checkpoints/`,
+            `results/` and the logs.
+        resume: Continue from the checkpoints already in the run folder.
         progress: Updated with the task and loop in progress (for interruption messages).
         worker: This process is a non-zero DDP rank: it trains, tests and gathers, but writes
             nothing (`clarena.run.ddp`).
     """
     launched: list[str] = []
-    if build_settings(cfg).fabric_strategy().startswith("ddp") and not worker:
-        launched = ddp.announce(Path(run_dir), resume)
+    if spec.settings.fabric_strategy().startswith("ddp") and not worker:
+        launched = ddp.announce(spec.run_dir, resume)
     # The ~1M objects the imports made (torch, Lightning, torchmetrics, Hydra) cannot be garbage;
     # freezing them keeps the cyclic collector from walking them again in each of its ~1,200 runs
     # during a default run (1.0 s of a 9 s `clarena train`, measured with `gc.callbacks`). The
@@ -242,12 +230,12 @@ def run_experiment(
     # `flush_denormal` before any torch work of the run (the threads torch starts later inherit
     # it; a pool already running keeps its own); a run folder from before the key had none
     flushing = flushes_denormals()
-    torch.set_flush_denormal(bool(cfg.get("flush_denormal", False)))
+    torch.set_flush_denormal(spec.flush_denormal)
     try:
         with warnings.catch_warnings():
             for pattern in _QUIET:
                 warnings.filterwarnings("ignore", message=pattern)
-            return _run(cfg, Path(run_dir), resume, progress or Progress(), worker)
+            return _run(spec, resume, progress or Progress(), worker)
     finally:
         torch.set_flush_denormal(flushing)  # the caller's setting again
         # The run's own cycles (loop, module, callbacks, data) are garbage now: collected here,
@@ -261,23 +249,21 @@ def run_experiment(
             ddp.finish(launched)
 
 
-def _run(
-    cfg: DictConfig, run_dir: Path, resume: bool, progress: Progress, worker: bool
-) -> CLResults:
-    plain = to_plain(cfg)
+def _run(spec: RunSpec, resume: bool, progress: Progress, worker: bool) -> CLResults:
+    run_dir, plain = spec.run_dir, spec.plain_config()
     if not resume and not worker:  # before the other ranks start: they read it
         text = OmegaConf.to_yaml(relocatable(plain, run_dir))
         atomic_write_text(run_dir / CONFIG_FILE, text)
     digest = config_digest(run_dir) if (run_dir / CONFIG_FILE).is_file() else ""
-    settings = build_settings(cfg)
-    callbacks = build_callbacks(cfg)
-    loggers = [] if worker else build_loggers(cfg)  # rank zero alone writes logs
+    settings = spec.settings
+    callbacks = build_callbacks(spec)
+    loggers = [] if worker else build_loggers(spec)  # rank zero alone writes logs
     fabric = make_fabric(settings, callbacks, loggers)
-    seed_everything(int(cfg.seed), workers=True, verbose=False)
+    seed_everything(spec.seed, workers=True, verbose=False)
     os.environ.pop("PL_GLOBAL_SEED", None)  # one seeding per run: no rank re-seeds from it
-    components = build_components(cfg)
+    components = build_components(spec)
     algorithm, datamodule = components.algorithm, components.datamodule
-    results = CLResults(cfg.scenario)
+    results = CLResults(spec.scenario)
     start, log_step = _restore(run_dir, components, results, digest) if resume else (1, 0)
     num_tasks = int(datamodule.num_tasks)
     resume_from = _within_task_checkpoint(run_dir, start, digest) if resume else None
@@ -349,5 +335,5 @@ def worker_main() -> int:
     run_dir = Path(os.environ[ddp.DDP_RUN_DIR_ENV])
     resume = os.environ.get(ddp.DDP_RESUME_ENV) == "1"
     cfg = load_run_config(run_dir, trust=True)  # rank zero checked it before starting us
-    run_experiment(cfg, run_dir, resume=resume, worker=True)
+    run_experiment(RunSpec.of(cfg, run_dir), resume=resume, worker=True)
     return 0

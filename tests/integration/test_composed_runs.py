@@ -71,6 +71,7 @@ ER = {
 
 def _run(algorithm: str, scenario: str, run: Path, node: dict | None = None):
     from clarena.run.config import compose_config
+    from clarena.run.spec import RunSpec
     from clarena.run.task_loop import run_experiment
 
     overrides = ["cl_dataset=split_digits", f"cl_algorithm={algorithm}", f"scenario={scenario}"]
@@ -79,7 +80,7 @@ def _run(algorithm: str, scenario: str, run: Path, node: dict | None = None):
         with open_dict(cfg):
             cfg.cl_algorithm = OmegaConf.create(node)
     run.mkdir(parents=True)
-    run_experiment(cfg, run)
+    run_experiment(RunSpec.of(cfg, run))
     checkpoint = torch.load(next(run.rglob("after_task_3.pt")), weights_only=False)
     return checkpoint["cl_state"]["algorithm"], _matrix(run)
 

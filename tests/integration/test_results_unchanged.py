@@ -97,11 +97,12 @@ def overrides(algorithm: str, scenario: str, run: Path) -> list[str]:
 def accuracy_matrix(algorithm: str, scenario: str, run: Path) -> list[list[float | None]]:
     """Run one experiment in this process and return its accuracy matrix from `metrics.json`."""
     from clarena.run.config import compose_config
+    from clarena.run.spec import RunSpec
     from clarena.run.task_loop import run_experiment
 
     cfg = compose_config(overrides(algorithm, scenario, run))
     run.mkdir(parents=True)
-    run_experiment(cfg, run)
+    run_experiment(RunSpec.of(cfg, run))
     return json.loads((run / "results" / "metrics.json").read_text())["accuracy_matrix"]
 
 

@@ -116,6 +116,7 @@ def _state_worker(rank: int, init_file: str, out_dir: str) -> None:
         from clarena.cl_algorithms.replay_buffer import ReplayBuffer
         from clarena.cl_datasets import SplitCLDataset
         from clarena.run.config import compose_config
+        from clarena.run.spec import RunSpec
         from clarena.run.task_loop import build_components
 
         digests: dict[str, str] = {}
@@ -130,7 +131,7 @@ def _state_worker(rank: int, init_file: str, out_dir: str) -> None:
         digests["buffer_seen"] = str(buffer.num_seen)
 
         cfg = compose_config(["cl_algorithm=ewc", "cl_dataset.num_tasks=2", "seed=4"])
-        components = build_components(cfg)
+        components = build_components(RunSpec.of(cfg))
         assert isinstance(components.algorithm, EWC)
         assert isinstance(components.datamodule, SplitCLDataset)
         components.datamodule.setup_task(1)

@@ -10,6 +10,7 @@ import pytest
 from clarena.cl_datasets.paths import default_data_root
 from clarena.cl_datasets.sources import _IDX_FILES, DEBIAN_FASHION_MNIST
 from clarena.run.config import compose_config, searchpath_override, validate_config
+from clarena.run.spec import RunSpec
 from clarena.run.task_loop import run_experiment
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -54,7 +55,7 @@ def test_experiment_runs_end_to_end_on_a_few_batches(
         cfg.cl_algorithm.fisher_num_samples = 64
     validate_config(cfg)
     run.mkdir()
-    results = run_experiment(cfg, run)
+    results = run_experiment(RunSpec.of(cfg, run))
     tasks = int(cfg.cl_dataset.num_tasks)
     assert results.num_tasks == tasks
     metrics = json.loads((run / "results" / "metrics.json").read_text())

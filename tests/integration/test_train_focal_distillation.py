@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from test_train_support import clarena
 
 from clarena.cl_algorithms import FocalDistillation
+from clarena.run.spec import RunSpec
 from clarena.run.task_loop import build_components
 from clarena.run_folder import checkpoint as ckpt
 
@@ -41,7 +42,7 @@ def test_focal_distillation_run_records_the_flips_of_its_update(
 
     # rebuild the run's algorithm; the checkpoint after task 2 holds the update and h1
     cfg = OmegaConf.load(run / "config.yaml")
-    components = build_components(cfg)
+    components = build_components(RunSpec.of(cfg))
     algorithm = components.algorithm
     assert isinstance(algorithm, FocalDistillation)
     assert type(algorithm.dissonance).__name__ == (
@@ -59,7 +60,7 @@ def test_focal_distillation_run_records_the_flips_of_its_update(
             new_right.append(algorithm(x, task_ids).argmax(1) == y)
     old, new = torch.cat(old_right), torch.cat(new_right)
     # h1 is the model saved after task 1
-    first = build_components(cfg).algorithm
+    first = build_components(RunSpec.of(cfg)).algorithm
     first.load_cl_state_dict(
         ckpt.load_task_checkpoint(ckpt.task_checkpoint_path(run, 1))["cl_state"]
     )

@@ -10,6 +10,7 @@ import pytest
 from clarena.cl_datasets.paths import default_data_root
 from clarena.cl_datasets.sources import _IDX_FILES
 from clarena.run.config import compose_config, validate_config
+from clarena.run.spec import RunSpec
 from clarena.run.task_loop import run_experiment
 
 RAW = default_data_root() / "MNIST" / "raw"
@@ -37,7 +38,7 @@ def _final_average_accuracy(experiment: str, run: Path) -> float:
     )
     validate_config(cfg)
     run.mkdir()
-    run_experiment(cfg, run)
+    run_experiment(RunSpec.of(cfg, run))
     metrics = json.loads((run / "results" / "metrics.json").read_text())
     assert metrics["scenario"] == "CIL" and len(metrics["accuracy_matrix"]) == 5
     return float(metrics["summary"]["average_accuracy"])

@@ -27,6 +27,7 @@ from test_results_unchanged import numerics_fingerprint
 
 from clarena.cl_datasets.paths import default_data_root
 from clarena.cl_datasets.sources import _IDX_FILES
+from clarena.run.spec import RunSpec
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "accuracy_matrices_vdv2022.json"
 RAW = default_data_root() / "MNIST" / "raw"
@@ -68,7 +69,7 @@ def accuracy_matrix(experiment: str, run: Path) -> list[list[float | None]]:
     from clarena.run.task_loop import run_experiment
 
     run.mkdir(parents=True)
-    run_experiment(compose_config(overrides(experiment, run)), run)
+    run_experiment(RunSpec.of(compose_config(overrides(experiment, run)), run))
     return json.loads((run / "results" / "metrics.json").read_text())["accuracy_matrix"]
 
 

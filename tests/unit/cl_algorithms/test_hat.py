@@ -19,6 +19,7 @@ from clarena.cl_algorithms.hat import annealed_s, capacity_regularizer
 from clarena.core.errors import ConfigError
 from clarena.heads import make_heads
 from clarena.run.config import compose_config, validate_config
+from clarena.run.spec import RunSpec
 from clarena.run.task_loop import run_experiment
 
 
@@ -202,7 +203,7 @@ def test_split_digits_run_forgets_nothing(tmp_path: Path) -> None:
     )
     validate_config(cfg)
     run.mkdir()
-    run_experiment(cfg, run)
+    run_experiment(RunSpec.of(cfg, run))
     matrix = json.loads((run / "results" / "metrics.json").read_text())["accuracy_matrix"]
     # each task's accuracy stays what it was after training it (measured with seed 0: every
     # column constant, final row 0.989 0.989 0.978 1.0 0.841)

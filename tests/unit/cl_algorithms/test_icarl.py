@@ -17,6 +17,7 @@ from clarena.cl_algorithms.exemplars import class_mean, herding, nearest_mean_sc
 from clarena.cl_algorithms.icarl import bce_distillation
 from clarena.core.errors import ConfigError
 from clarena.run.config import compose_config, validate_config
+from clarena.run.spec import RunSpec
 from clarena.run.task_loop import run_experiment
 
 
@@ -253,7 +254,7 @@ def test_split_digits_run(scenario: str, tmp_path: Path) -> None:
     )
     validate_config(cfg)
     run.mkdir()
-    run_experiment(cfg, run)
+    run_experiment(RunSpec.of(cfg, run))
     metrics = json.loads((run / "results" / "metrics.json").read_text())
     final = metrics["accuracy_matrix"][-1]
     assert len(final) == 5 and all(a is not None for a in final)

@@ -85,7 +85,7 @@ def test_a_weights_file_of_another_architecture_is_refused_in_one_line(tmp_path:
     backbone = build_algorithm("finetuning", "DataIL").backbone  # hidden (16,)
     cfg = OmegaConf.create({"update": {"old_model": str(path), "ensemble": None}})
     with pytest.raises(ConfigError) as refused:
-        update_options(cfg, backbone, num_tasks=2)
+        update_options(cfg["update"], backbone, num_tasks=2)
     message = str(refused.value)
     assert "\n" not in message
     assert message.startswith(f"update.old_model: {path} does not fit the backbone: ")
@@ -112,12 +112,12 @@ def test_bad_update_inputs_are_refused_in_one_line(tmp_path: Path) -> None:
     for spec, cause in cases.items():
         cfg = OmegaConf.create({"update": {"old_model": spec}})
         with pytest.raises(ConfigError, match=cause) as refused:
-            update_options(cfg, backbone, num_tasks=2)
+            update_options(cfg["update"], backbone, num_tasks=2)
         assert "\n" not in str(refused.value) and str(refused.value).startswith("update.old_model")
     torch.save(_weights(_trained_model()), tmp_path / "ok.pt")
     cfg = OmegaConf.create({"update": {"old_model": str(tmp_path / "ok.pt")}})
     with pytest.raises(ConfigError, match="num_tasks >= 2"):
-        update_options(cfg, backbone, num_tasks=1)
+        update_options(cfg["update"], backbone, num_tasks=1)
 
 
 # ---------------------------------------------------------------------------------------- ELODI
@@ -241,7 +241,7 @@ def test_the_documented_route_from_a_plain_pytorch_model(tmp_path: Path) -> None
 
     algorithm = build_algorithm("bc_new_error", "DataIL")
     cfg = OmegaConf.create({"update": {"old_model": str(tmp_path / "deployed.pt")}})
-    options = update_options(cfg, algorithm.backbone, num_tasks=2)
+    options = update_options(cfg["update"], algorithm.backbone, num_tasks=2)
     algorithm = build_algorithm("bc_new_error", "DataIL", **options)
     stream = SyntheticStream("DataIL", num_tasks=2, seed=3)
     results = run_tasks(algorithm, stream, [1], max_steps=2)

@@ -15,6 +15,7 @@ from clarena.cl_datasets.split import shuffled_order, split_classes
 from clarena.heads import make_heads
 from clarena.run.components import build_components
 from clarena.run.config import compose_config
+from clarena.run.spec import RunSpec
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "vdv2022_class_orders.json"
 ORDERS: dict[str, list[list[int]]] = json.loads(DATA.read_text())["orders"]
@@ -45,7 +46,7 @@ def test_the_recorded_orders_cover_the_papers_seeds() -> None:
 def test_the_protocol_serves_the_references_digits(experiment: str, seed: int) -> None:
     cfg = vdv(experiment, f"seed={seed}")
     assert cfg.cl_dataset.shuffle_classes == "vdv2022"
-    data = build_components(cfg, load_data=False).datamodule
+    data = build_components(RunSpec.of(cfg), load_data=False).datamodule
     assert [list(t) for t in data.task_classes()] == ORDERS[str(seed)]
     # within a context the order is the reference's label order: in Domain-IL the first digit is 0
     first, second = ORDERS[str(seed)][1]
@@ -81,7 +82,7 @@ def test_class_il_active_classes_are_the_papers(experiment: str) -> None:
     cfg = vdv(experiment)
     expected = "all_so_far" if experiment == "vdv2022_icarl_cil" else "all"
     assert cfg.cl_dataset.active_classes == expected
-    components = build_components(cfg, load_data=False)
+    components = build_components(RunSpec.of(cfg), load_data=False)
     heads, data = components.algorithm.heads, components.datamodule
     widths = []
     for t in (1, 2):
@@ -93,7 +94,7 @@ def test_class_il_active_classes_are_the_papers(experiment: str) -> None:
 
 def test_the_other_scenarios_have_no_head_width() -> None:
     for experiment in ("vdv2022_er_til", "vdv2022_er_dil"):
-        data = build_components(vdv(experiment), load_data=False).datamodule
+        data = build_components(RunSpec.of(vdv(experiment)), load_data=False).datamodule
         assert data.active_classes == "all" and data.head_outputs is None
 
 
@@ -124,14 +125,14 @@ def test_active_classes_are_checked() -> None:
 
 def test_h1_of_an_all_active_head_is_restored_at_its_width() -> None:
     cfg = vdv("vdv2022_lwf_cil")
-    first = build_components(cfg, load_data=False)
+    first = build_components(RunSpec.of(cfg), load_data=False)
     algorithm, data = first.algorithm, first.datamodule
     for t in (1, 2):
         if t > 1:
             algorithm.on_task_end(t - 1, data)
         algorithm.on_task_start(t, data)
     state = algorithm.cl_state_dict()
-    again = build_components(cfg, load_data=False).algorithm
+    again = build_components(RunSpec.of(cfg), load_data=False).algorithm
     again.load_cl_state_dict(state)
     assert again.h1.heads.linear.out_features == 10
     assert torch.equal(again.h1.heads.linear.weight, algorithm.h1.heads.linear.weight)

@@ -10,6 +10,7 @@ import pytest
 from clarena.run.config import compose_config
 from clarena.run.loop import Loop, make_fabric
 from clarena.run.loop_settings import CheckpointSchedule, LoopSettings
+from clarena.run.spec import RunSpec
 from clarena.run.task_loop import build_components
 from clarena.run_folder import checkpoint as ckpt
 
@@ -39,7 +40,7 @@ def _writes(
     """Train task 1 of split_digits for 25 steps (8 batches an epoch) with a clock that advances
     `seconds_per_step` at every optimizer step; return (step, epoch, batches done) of each write."""
     cfg = compose_config(["seed=0", "cl_dataset.num_tasks=1"])
-    components = build_components(cfg)
+    components = build_components(RunSpec.of(cfg))
     datamodule, algorithm = components.datamodule, components.algorithm
     datamodule.setup_task(1)
     algorithm.on_task_start(1, datamodule)

@@ -16,6 +16,7 @@ from omegaconf import open_dict
 from clarena.core.lazy import collector_paused
 from clarena.run import task_loop
 from clarena.run.config import compose_config
+from clarena.run.spec import RunSpec
 from clarena.run.task_loop import flushes_denormals, run_experiment
 
 
@@ -58,7 +59,7 @@ def test_a_run_flushes_while_it_runs_and_restores_the_callers_setting(
     before = flushes_denormals()
     torch.set_flush_denormal(not inside)  # the caller's setting differs from the run's
     try:
-        run_experiment(cfg, tmp_path / "run")
+        run_experiment(RunSpec.of(cfg, tmp_path / "run"))
         assert seen == [inside]
         assert flushes_denormals() is (not inside)
     finally:
@@ -92,7 +93,7 @@ def test_a_run_collects_garbage_even_where_its_caller_paused_the_collector(
     cfg = compose_config(["logger=none", f"output_dir={tmp_path / 'run'}"])
     gc.collect()
     with collector_paused() if paused else contextlib.nullcontext():
-        run_experiment(cfg, tmp_path / "run")
+        run_experiment(RunSpec.of(cfg, tmp_path / "run"))
         assert gc.isenabled() is not paused
         assert cycles[0]() is None  # the run's cyclic garbage is freed before it returns
     assert gc.isenabled()

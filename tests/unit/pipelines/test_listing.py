@@ -10,7 +10,8 @@ import pytest
 from clarena.cl_algorithms import ALGORITHMS
 from clarena.cl_datasets import DataIncrementalCLDataset, SplitCLDataset
 from clarena.commands import listing
-from clarena.run.config import callback_nodes, compose_config
+from clarena.run.config import compose_config
+from clarena.run.spec import callback_nodes
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "example_configs"
 UPDATE_FMNIST = (

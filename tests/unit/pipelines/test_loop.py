@@ -7,6 +7,7 @@ import torch
 from clarena.run.config import compose_config
 from clarena.run.loop import Loop, make_fabric
 from clarena.run.loop_settings import LoopSettings
+from clarena.run.spec import RunSpec
 from clarena.run.task_loop import build_components
 
 
@@ -16,7 +17,7 @@ def _train(batch_size: int, steps: int, **options: object) -> tuple[dict, Loop]:
     overrides = ["seed=0", "cl_algorithm=finetuning", "optimizer=sgd", "optimizer.lr=0.5"]
     cfg = compose_config([*overrides, f"cl_dataset.batch_size={batch_size}"])
     torch.manual_seed(0)
-    components = build_components(cfg)
+    components = build_components(RunSpec.of(cfg))
     datamodule, algorithm = components.datamodule, components.algorithm
     datamodule.setup_task(1)
     algorithm.on_task_start(1, datamodule)
@@ -57,7 +58,7 @@ def test_bf16_mixed_runs_the_step_under_autocast() -> None:
     settings = {"precision": "bf16-mixed"}
     overrides = ["seed=0", "cl_algorithm=finetuning"]
     cfg = compose_config(overrides)
-    components = build_components(cfg)
+    components = build_components(RunSpec.of(cfg))
     datamodule, algorithm = components.datamodule, components.algorithm
     datamodule.setup_task(1)
     algorithm.on_task_start(1, datamodule)
@@ -100,7 +101,7 @@ def test_a_users_callback_is_called_through_fabric_at_the_loops_hooks() -> None:
     from clarena.run.callbacks import RecordPredictions
 
     cfg = compose_config(["seed=0", "cl_algorithm=finetuning"])
-    components = build_components(cfg)
+    components = build_components(RunSpec.of(cfg))
     datamodule, algorithm = components.datamodule, components.algorithm
     datamodule.setup_task(1)
     algorithm.on_task_start(1, datamodule)

@@ -10,13 +10,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from clarena.core.errors import ConfigError
-from clarena.run.config import (
-    callback_nodes,
-    compose_config,
-    logger_nodes,
-    searchpath_override,
-    validate_config,
-)
+from clarena.run.config import compose_config, searchpath_override, validate_config
+from clarena.run.spec import callback_nodes, logger_nodes
 
 CONFIGS = Path(__file__).resolve().parents[3] / "clarena" / "configs"
 EXAMPLES = Path(__file__).resolve().parents[3] / "example_configs"

@@ -18,8 +18,9 @@ import yaml
 from omegaconf import OmegaConf
 
 from clarena.core.errors import ConfigError
-from clarena.run.config import compose_config, to_plain
+from clarena.run.config import compose_config
 from clarena.run.saved_config import load_run_config
+from clarena.run.spec import to_plain
 from clarena.run_folder import checkpoint as ckpt
 from clarena.run_folder.folder import relocatable
 from clarena.run_folder.received import MAX_YAML_NODES
