@@ -274,13 +274,11 @@ def execute(cfg, run_dir: Path, resume: bool) -> None:
     try:
         from clarena.reports.summary import print_summary
         from clarena.run.config import validate_config
-        from clarena.run.spec import RunSpec
         from clarena.run.task_loop import run_experiment
 
         for stale in remove_stale_temporaries(run_dir):
             log.info("removed %s, left by an interrupted write", stale)
-        validate_config(cfg, build=False)  # again: every job of a sweep has its own values
-        spec = RunSpec.of(cfg, run_dir)
+        spec = validate_config(cfg, build=False)  # again: each job of a sweep has its values
         results = run_experiment(spec, resume=resume, progress=_current.progress)
         print_summary(results, run_dir)
     except (KeyboardInterrupt, RunFailed, RunInterrupted):

@@ -1,7 +1,7 @@
 """The wiring of a run's components, defined once: dataset → backbone → heads → optimizer factory →
 algorithm, from the run's description (`clarena.run.spec.RunSpec`). `clarena train` (through
-`run_experiment`), its pre-flight check (`dry_build`), `clarena eval` and the sweep summaries all
-build a run with `build_components`."""
+`run_experiment`), its pre-flight check (`validate_config`), `clarena eval` and the sweep
+summaries all build a run with `build_components`."""
 
 from __future__ import annotations
 

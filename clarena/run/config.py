@@ -4,8 +4,9 @@
 the user's config folders, and turns Hydra's multi-line composition errors into a `ConfigError`
 naming the cause and the fix. `validate_config` then checks what composition cannot: the top-level
 keys, the scenario, the type and name of every argument given to a `_target_` against the signature
-of the class it builds, and the components' own checks (`dry_build`), so that a run stops before it
-creates a folder or touches any data.
+of the class it builds, and the components' own checks (built once, reading no data), so that a
+run stops before it creates a folder or touches any data; it returns the run's description
+(`clarena.run.spec.RunSpec`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from clarena.core.errors import ConfigError, closest
 from clarena.core.scenarios import SCENARIOS
-from clarena.run.spec import RunSpec, callback_nodes, logger_nodes
+from clarena.run.spec import RunSpec
 from clarena.run_folder.received import import_target
 
 CONFIG_MODULE = "clarena.configs"
@@ -378,19 +379,6 @@ def check_scenario_support(cfg: DictConfig) -> None:
             )
 
 
-def dry_build(cfg: DictConfig) -> None:
-    """Construct the dataset (without reading files), backbone, heads and algorithm once, with the
-    run's own wiring (`clarena.run.components.build_components`).
-
-    Their constructors validate their arguments (an algorithm refusing a scenario, a BC algorithm
-    without the replay buffer a scenario needs, a bad `data_root`, ...); running them here turns
-    those refusals into a `ConfigError` before any folder is created.
-    """
-    from clarena.run.components import build_components
-
-    build_components(RunSpec.of(cfg), load_data=False)
-
-
 _VALIDATED: dict[str, bool] = {}
 """`validation_key` → whether the components were built, of the configs this process validated."""
 
@@ -407,35 +395,43 @@ def validation_key(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def validate_config(cfg: DictConfig, build: bool = True) -> None:
-    """Check a composed config before anything runs, once per process: a config already validated
-    (by `clarena train`'s pre-flight check, before Hydra launched the job) is not checked again.
+def validate_config(cfg: DictConfig, build: bool = True) -> RunSpec:
+    """Check a composed config before anything runs and return the run's description.
+
+    The checks run once per process: a config already validated (by `clarena train`'s pre-flight
+    check, before Hydra launched the job) is only described again (its `output_dir` may differ).
 
     Args:
         cfg: The composed config.
-        build: Also construct the components once (`dry_build`).
+        build: Also construct the components once, reading no data file: their constructors
+            validate their arguments (an algorithm refusing a scenario, a bad `data_root`, ...),
+            so those refusals come before any folder is created.
 
     Raises:
         ConfigError: One line naming the cause and the fix.
     """
     key = validation_key(cfg)
     if _VALIDATED.get(key, False) or (key in _VALIDATED and not build):
-        return
+        return RunSpec.of(cfg)
     _check_resolves(cfg)
     _check_top_level(cfg)
     for group in REQUIRED_GROUPS:
         check_target_node(cfg[group], group, PASSED_BY_PIPELINE.get(group, ()))
     check_scenario_support(cfg)
     _check_optimizer(cfg.optimizer)
+    spec = RunSpec.of(cfg)
     if build:
-        dry_build(cfg)
-    for name, node in callback_nodes(cfg).items():
+        from clarena.run.components import build_components
+
+        build_components(spec, load_data=False)
+    for name, node in spec.callbacks.items():
         check_target_node(node, f"callbacks.{name}")
-    for name, node in logger_nodes(cfg).items():
+    for name, node in spec.loggers.items():
         import_target(str(node._target_), f"logger.{name}")
         if name in LOGGER_PACKAGES:
             _require_logger_package(name)
     _VALIDATED[key] = build
+    return spec
 
 
 #: The package each optional logger needs (Lightning imports them lazily, on first use).

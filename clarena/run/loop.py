@@ -56,6 +56,7 @@ import torch
 from clarena.core.errors import ConfigError
 from clarena.run.loop_settings import CheckpointSchedule, LoopSettings
 from clarena.run.progress_bar import ProgressBar
+from clarena.run.unused_sentinel import add_unused_sentinel
 from clarena.run_folder import checkpoint as ckpt
 
 HOOKS = (
@@ -244,6 +245,8 @@ class Loop:
         datamodule.trainer = self
         module.trainer = self
         self.training = True
+        if self.fabric.world_size > 1 and "find_unused" in str(self.settings.fabric_strategy()):
+            add_unused_sentinel(module)  # DDP then never warns of finding no unused parameter
         self._wrapped = self.fabric.setup_module(module)
         module._fabric = None  # the module's `trainer` stays this loop, not Fabric's shim
         # through DDP's forward (and so its gradient sync) when Fabric wrapped the module in DDP

@@ -65,6 +65,7 @@ def test_ddp_run_equals_its_one_process_evaluation_and_one_process_training(
         "after_task_3.pt",
     ]
     assert "strategy: ddp_find_unused_parameters_true" in (run / "config.yaml").read_text()
+    assert "did not find any unused parameters" not in proc.stderr  # no rank warns (issue 37)
     evaluated = clarena("eval", str(run), cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert "identical to the accuracy matrix saved by training" in evaluated.stdout
