@@ -83,7 +83,9 @@ def main() -> None:
     print("\nentries per file:", ", ".join(f"{f} {n}" for f, n in entries.most_common()))
     names = collections.Counter(function for _, function in calls)
     nodes = {k: names[k] for k in ("callback_nodes", "logger_nodes") if names[k]}
-    print(f"{len(stops)} stops in {len(seen)} files, {returns} returns; {len(calls)} calls; {nodes}")
+    print(
+        f"{len(stops)} stops in {len(seen)} files, {returns} returns; {len(calls)} calls; {nodes}"
+    )
 
 
 if __name__ == "__main__":
