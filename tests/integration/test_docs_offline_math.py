@@ -72,6 +72,9 @@ def docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # quiet: no line from the libraries at exit (JAX's nanobind "leaked" report was 180 lines)
+    assert "leaked" not in proc.stderr, proc.stderr[:500]
+    assert proc.stdout.strip().splitlines()[-1] == f"clarena docs: wrote {out / 'index.html'}"
     return out
 
 
