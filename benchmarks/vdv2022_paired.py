@@ -44,6 +44,17 @@ REFERENCE_FLAGS = {
     "agem": ["--agem"],
     "icarl": ["--icarl"],
 }
+NAMES = {
+    "finetuning": "None",
+    "joint": "Joint",
+    "ewc": "EWC",
+    "si": "SI",
+    "lwf": "LwF",
+    "er": "ER",
+    "agem": "A-GEM",
+    "icarl": "iCaRL",
+}
+"""How the paper names each method."""
 CONTEXT_LINE = re.compile(r"^ - Context (\d+): ([0-9.]+)\s*$", re.MULTILINE)
 
 
@@ -84,9 +95,9 @@ def run_clarena(method: str, scenario: str, seed: int) -> list[float]:
     return [float(last[f"test_on_task_{k}"]) for k in range(1, 6)]
 
 
-def append(row: dict[str, object]) -> None:
-    new = not RESULTS.exists()
-    with open(RESULTS, "a", newline="") as f:
+def append(row: dict[str, object], results: Path = RESULTS) -> None:
+    new = not results.exists()
+    with open(results, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS, lineterminator="\n")
         if new:
             writer.writeheader()
@@ -115,7 +126,8 @@ def measure(args: argparse.Namespace) -> None:
                         "average": f"{average:.2f}",
                         "per_context": " ".join(f"{100 * a:.2f}" for a in accuracies),
                         "seconds": f"{seconds:.0f}",
-                    }
+                    },
+                    args.results,
                 )
                 print(f"{side} {method} {scenario} seed {seed}: {average:.2f} % in {seconds:.0f} s")
 
@@ -128,17 +140,17 @@ def _mean_sem(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / len(values))
 
 
-def summary() -> str:
+def summary(results: Path = RESULTS) -> str:
     """The paired table in Markdown over the seeds both sides finished."""
-    with open(RESULTS, newline="") as f:
+    with open(results, newline="") as f:
         rows = list(csv.DictReader(f))
     cells: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
     for row in rows:
         sides = cells.setdefault((row["method"], row["scenario"]), {"reference": {}, "clarena": {}})
         sides[row["side"]][int(row["seed"])] = float(row["average"])
     lines = [
-        "| cell | seeds (n) | reference | clarena | clarena − reference |",
-        "|---|---|---|---|---|",
+        "| cell | seeds (n) | reference | clarena | clarena − reference | within 1 pt or 2 sem |",
+        "|---|---|---|---|---|---|",
     ]
     for (method, scenario), sides in sorted(cells.items()):
         seeds = sorted(set(sides["reference"]) & set(sides["clarena"]))
@@ -147,10 +159,13 @@ def summary() -> str:
         ref = [sides["reference"][s] for s in seeds]
         ours = [sides["clarena"][s] for s in seeds]
         diff = [o - r for o, r in zip(ours, ref, strict=True)]
-        cols = [f"{m:.2f} ± {e:.2f}" for m, e in map(_mean_sem, (ref, ours, diff))]
-        label = f"{method} {scenario}-IL"
+        stats = [_mean_sem(values) for values in (ref, ours, diff)]
+        cols = [f"{m:.2f} ± {e:.2f}" for m, e in stats]
+        mean, sem = stats[2]
+        meets = "yes" if abs(mean) <= 1 or abs(mean) <= 2 * sem else "no"
+        label = f"{NAMES[method]} {scenario.capitalize()}-IL"
         seed_list = ", ".join(map(str, seeds))
-        lines.append(f"| {label} | {seed_list} ({len(seeds)}) | {' | '.join(cols)} |")
+        lines.append(f"| {label} | {seed_list} ({len(seeds)}) | {' | '.join(cols)} | {meets} |")
     return "\n".join(lines)
 
 
@@ -161,9 +176,10 @@ def main() -> None:
     parser.add_argument("--cells", nargs="+", default=[], help="method:scenario, e.g. si:domain")
     parser.add_argument("--seeds", nargs="+", type=int, default=[2, 3, 4, 5, 6])
     parser.add_argument("--summary", action="store_true", help="print the paired table")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the CSV (appended to)")
     args = parser.parse_args()
     if args.summary:
-        print(summary())
+        print(summary(args.results))
         return
     if args.reference is None or args.data_dir is None:
         parser.error("--reference and --data-dir are needed to measure")

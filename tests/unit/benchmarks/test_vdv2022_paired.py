@@ -1,0 +1,42 @@
+"""The paired table of `benchmarks/vdv2022_paired.py`: seeds both sides finished, paired
+differences, mean ± standard error, and the goal (within 1 point or two standard errors)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+SCRIPT = Path(__file__).parents[3] / "benchmarks" / "vdv2022_paired.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("vdv2022_paired", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_table_pairs_seeds_and_reports_the_mean_difference(tmp_path: Path) -> None:
+    paired = _module()
+    results = tmp_path / "runs.csv"
+    rows = [  # SI Domain-IL: seeds 2-4 on both sides, seed 5 on the reference's only
+        ("reference", "si", "domain", 2, "70.00"),
+        ("clarena", "si", "domain", 2, "72.00"),
+        ("reference", "si", "domain", 3, "60.00"),
+        ("clarena", "si", "domain", 3, "61.00"),
+        ("reference", "si", "domain", 4, "80.00"),
+        ("clarena", "si", "domain", 4, "83.00"),
+        ("reference", "si", "domain", 5, "10.00"),
+        ("reference", "agem", "class", 2, "70.00"),  # no clarena side: no row
+    ]
+    for side, method, scenario, seed, average in rows:
+        row = {"side": side, "method": method, "scenario": scenario, "seed": seed}
+        row |= {"average": average, "per_context": "", "seconds": "1"}
+        paired.append(row, results)
+    table = paired.summary(results).splitlines()
+    assert len(table) == 3
+    # differences 2, 1, 3: mean 2, sd 1, sem 1/sqrt(3) = 0.58: over 1 point and over 2 sem
+    assert table[2] == (
+        "| SI Domain-IL | 2, 3, 4 (3) | 70.00 ± 5.77 | 72.00 ± 6.35 | 2.00 ± 0.58 | no |"
+    )
