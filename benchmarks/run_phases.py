@@ -34,7 +34,7 @@ PHASES: dict[str, tuple[str, str, str]] = {
     "tests": ("clarena.run.loop", "Loop", "test"),
     "EWC's Fisher": ("clarena.cl_algorithms.collectors.fisher", "FisherImportance", "compute"),
     "ER's class memory": ("clarena.cl_algorithms.class_memory", "ClassMemory", "add_task"),
-    "results files and plots": ("clarena.metrics.results", "CLResults", "write"),
+    "results files and plots": ("clarena.reports.writers", "", "write_results"),
     "of which plots": ("clarena.reports.writers", "", "plot_pngs"),
 }
 """Phase name -> (module, class or "" for a module function, function)."""
