@@ -6,7 +6,7 @@ a 784-32 ReLU MLP with a 32-2 head, Adam
 (lr 1e-3), batches of 128 reshuffled every epoch, `--steps` optimizer steps.
 
 - **clarena**: the components and the loop that `clarena train` builds for a task
-  (`clarena.run.task_loop.build_components`, the loop of `clarena.run.loop` on the
+  (`clarena.run.components.build_components`, the loop of `clarena.run.loop` on the
   run's Fabric, from the composed config: `trainer=default` (within-task checkpoint every 10
   minutes), `callbacks=default`, the CSV logger, the progress bar unless `--no-bar`), and `fit` of
   `Finetuning` on task 1.
@@ -62,9 +62,10 @@ def _overrides(steps: int, out: Path, bar: bool) -> list[str]:
 
 
 def _components(steps: int, out: Path, bar: bool):
+    from clarena.run.components import build_components
     from clarena.run.config import compose_config
     from clarena.run.spec import RunSpec
-    from clarena.run.task_loop import build_components, build_loggers
+    from clarena.run.task_loop import build_loggers
 
     spec = RunSpec.of(compose_config(_overrides(steps, out, bar)))
     torch.manual_seed(0)

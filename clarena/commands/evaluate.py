@@ -48,10 +48,11 @@ def evaluate_run(run_dir: Path, output: Path, trust: bool = False) -> tuple[obje
     with collector_paused():  # the heavy imports (torch, Lightning): it says why
         from clarena.metrics import CLResults
         from clarena.run.callbacks import RecordPredictions
+        from clarena.run.components import build_components
         from clarena.run.loop import Loop
         from clarena.run.saved_config import load_run_config
         from clarena.run.spec import RunSpec
-        from clarena.run.task_loop import build_components, one_process_fabric
+        from clarena.run.task_loop import one_process_fabric
         from clarena.run_folder import checkpoint as ckpt
 
     spec = RunSpec.of(load_run_config(run_dir, trust=trust), run_dir)

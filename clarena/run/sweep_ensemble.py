@@ -21,9 +21,9 @@ def _outputs(run_dir: Path) -> tuple[Any, Any, Any] | None:
     the tasks before the last, or None when the run has fewer than two task checkpoints."""
     import torch
 
+    from clarena.run.components import build_components
     from clarena.run.saved_config import load_run_config
     from clarena.run.spec import RunSpec
-    from clarena.run.task_loop import build_components
     from clarena.run_folder import checkpoint as ckpt
     from clarena.run_folder.folder import CONFIG_FILE
 

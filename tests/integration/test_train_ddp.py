@@ -116,9 +116,9 @@ def _state_worker(rank: int, init_file: str, out_dir: str) -> None:
         from clarena.cl_algorithms import EWC
         from clarena.cl_algorithms.replay_buffer import ReplayBuffer
         from clarena.cl_datasets import SplitCLDataset
+        from clarena.run.components import build_components
         from clarena.run.config import compose_config
         from clarena.run.spec import RunSpec
-        from clarena.run.task_loop import build_components
 
         digests: dict[str, str] = {}
         buffer = ReplayBuffer(40, class_balanced=True, seed=5)

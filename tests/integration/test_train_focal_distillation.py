@@ -12,8 +12,8 @@ from omegaconf import OmegaConf
 from test_train_support import clarena
 
 from clarena.cl_algorithms import FocalDistillation
+from clarena.run.components import build_components
 from clarena.run.spec import RunSpec
-from clarena.run.task_loop import build_components
 from clarena.run_folder import checkpoint as ckpt
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

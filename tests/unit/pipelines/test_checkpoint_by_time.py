@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from clarena.run.components import build_components
 from clarena.run.config import compose_config
 from clarena.run.loop import Loop, make_fabric
 from clarena.run.loop_settings import CheckpointSchedule, LoopSettings
 from clarena.run.spec import RunSpec
-from clarena.run.task_loop import build_components
 from clarena.run_folder import checkpoint as ckpt
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from clarena.run.components import build_components
 from clarena.run.config import compose_config
 from clarena.run.loop import Loop, make_fabric
 from clarena.run.loop_settings import LoopSettings
 from clarena.run.spec import RunSpec
-from clarena.run.task_loop import build_components
 
 
 def _train(batch_size: int, steps: int, **options: object) -> tuple[dict, Loop]:
