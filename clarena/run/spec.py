@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +68,11 @@ def build_settings(trainer: DictConfig) -> LoopSettings:
     fields = OmegaConf.to_container(trainer, resolve=True)
     assert isinstance(fields, dict)
     fields.pop("_target_")
-    return LoopSettings(**{str(k): v for k, v in fields.items()})
+    try:
+        return LoopSettings(**{str(k): v for k, v in fields.items()})
+    except TypeError as exc:  # a key the settings do not have
+        keys = ", ".join(f.name for f in dataclasses.fields(LoopSettings))
+        raise ConfigError(f"trainer: {exc}; the keys are {keys}") from None
 
 
 @dataclass(frozen=True)

@@ -56,3 +56,12 @@ def test_the_trainer_node_builds_the_settings_and_nothing_else(tmp_path: Path) -
     assert message.startswith("trainer._target_='pathlib.Path.touch' is not the loop's settings")
     assert "clarena.run.loop_settings.LoopSettings" in message and "\n" not in message
     assert not marker.exists()
+
+
+def test_a_trainer_key_the_settings_do_not_have_is_one_line(tmp_path: Path) -> None:
+    cfg = compose_config([f"output_dir={tmp_path / 'run'}"])
+    OmegaConf.set_struct(cfg, False)
+    cfg.trainer.warp_speed = 9
+    with pytest.raises(ConfigError, match=r"^trainer: .*'warp_speed'") as refused:
+        RunSpec.of(cfg)
+    assert "\n" not in str(refused.value)
