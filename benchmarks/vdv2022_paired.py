@@ -160,9 +160,13 @@ def summary(results: Path = RESULTS) -> str:
         ours = [sides["clarena"][s] for s in seeds]
         diff = [o - r for o, r in zip(ours, ref, strict=True)]
         stats = [_mean_sem(values) for values in (ref, ours, diff)]
-        cols = [f"{m:.2f} ± {e:.2f}" for m, e in stats]
-        mean, sem = stats[2]
-        meets = "yes" if abs(mean) <= 1 or abs(mean) <= 2 * sem else "no"
+        if len(seeds) < 2:  # no standard error from one seed
+            cols = [f"{m:.2f}" for m, _ in stats]
+            meets = "– (one seed)"
+        else:
+            cols = [f"{m:.2f} ± {e:.2f}" for m, e in stats]
+            mean, sem = stats[2]
+            meets = "yes" if abs(mean) <= 1 or abs(mean) <= 2 * sem else "no"
         label = f"{NAMES[method]} {scenario.capitalize()}-IL"
         seed_list = ", ".join(map(str, seeds))
         lines.append(f"| {label} | {seed_list} ({len(seeds)}) | {' | '.join(cols)} | {meets} |")

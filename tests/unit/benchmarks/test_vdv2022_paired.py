@@ -29,14 +29,17 @@ def test_the_table_pairs_seeds_and_reports_the_mean_difference(tmp_path: Path) -
         ("clarena", "si", "domain", 4, "83.00"),
         ("reference", "si", "domain", 5, "10.00"),
         ("reference", "agem", "class", 2, "70.00"),  # no clarena side: no row
+        ("reference", "ewc", "domain", 2, "60.00"),
+        ("clarena", "ewc", "domain", 2, "59.50"),  # one seed: no standard error
     ]
     for side, method, scenario, seed, average in rows:
         row = {"side": side, "method": method, "scenario": scenario, "seed": seed}
         row |= {"average": average, "per_context": "", "seconds": "1"}
         paired.append(row, results)
     table = paired.summary(results).splitlines()
-    assert len(table) == 3
+    assert len(table) == 4
+    assert table[2] == "| EWC Domain-IL | 2 (1) | 60.00 | 59.50 | -0.50 | – (one seed) |"
     # differences 2, 1, 3: mean 2, sd 1, sem 1/sqrt(3) = 0.58: over 1 point and over 2 sem
-    assert table[2] == (
+    assert table[3] == (
         "| SI Domain-IL | 2, 3, 4 (3) | 70.00 ± 5.77 | 72.00 ± 6.35 | 2.00 ± 0.58 | no |"
     )
