@@ -38,9 +38,9 @@ class CLAlgorithm(LightningModule):
     `load_extra_cl_state` for its own checkpointed state.
 
     The loop per task t (`clarena.run.task_loop.run_tasks`): `on_task_start(t, datamodule)`,
-    `trainer.fit`, `trainer.test` (the trainer is the pipeline's lean loop or Lightning's `Trainer`,
-    which call the same hooks in the same order; each `test_step` returns its predictions, which the
-    `RecordPredictions` callback adds to the results), `on_task_end(t, datamodule)`.
+    `trainer.fit`, `trainer.test` (the trainer is the loop, `clarena.run.loop.Loop`, which calls
+    the hooks in the order Lightning's Trainer does; each `test_step` returns its predictions, which
+    the `RecordPredictions` recorder adds to the results), `on_task_end(t, datamodule)`.
 
     Args:
         backbone: feature extractor exposing `output_dim`.

@@ -10,8 +10,8 @@ where Lightning itself writes its logs, $s + 1 \\equiv 0 \\pmod N$ for step $s$ 
    naming the task, the step and the term (so a NaN stops the run at most $N - 1$ steps late,
    whatever callbacks are configured);
 2. logs the mean of each term over those steps as `train/<name>` and of the loss as
-   `train/loss` to every logger of the trainer (Lightning's `Trainer` or the pipeline's lean loop;
-   step and `epoch` as Lightning writes them), puts
+   `train/loss` to every logger of the trainer (the loop, `clarena.run.loop.Loop`; step and
+   `epoch` as Lightning writes them), puts
    them in `trainer.callback_metrics`, and shows `train/loss` in the progress bar.
 
 The same happens at the end of every epoch (before the within-task checkpoint is written, so no
@@ -126,8 +126,8 @@ class TrainTermsLog(pl.Callback):
         trainer.progress_bar_metrics[f"train/{LOSS}"] = means[-1]
 
     def loop_state(self) -> dict[str, Any]:
-        """The steps recorded since the last write, for the lean loop's checkpoint (which may fall
-        inside a logging interval); weights-only safe: CPU tensors, numbers, strings."""
+        """The steps recorded since the last write, for the loop's within-task checkpoint (which
+        may fall inside a logging interval); weights-only safe: CPU tensors, numbers, strings."""
         return {
             "names": list(self._names),
             "pending": [[v.cpu(), loss.cpu(), step] for v, loss, step in self._pending],
