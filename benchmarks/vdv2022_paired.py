@@ -12,6 +12,10 @@ paired difference (clarena − reference) ± sem.
         --data-dir <dir holding MNIST/MNIST/raw> --cells ewc:domain si:domain --seeds 2 3 4 5 6
     python benchmarks/vdv2022_paired.py --summary
 
+With `--runs DIR` clarena's run folders are kept (`clarena report DIR` then gives the table over
+seeds, forgetting included, from the same runs); `--sides clarena` adds seeds on clarena's side
+alone.
+
 The reference is read from a checkout that is not part of this repository (fetch it yourself);
 nothing of it is copied here.
 """
@@ -80,19 +84,33 @@ def run_reference(
     return [v for _, v in found]
 
 
-def run_clarena(method: str, scenario: str, seed: int) -> list[float]:
-    """clarena's final accuracy on each context: the last row of its accuracy matrix."""
+def run_clarena(method: str, scenario: str, seed: int, runs: Path | None = None) -> list[float]:
+    """clarena's final accuracy on each context: the last row of its accuracy matrix.
+
+    With `runs`, the run folder is kept as `runs/vdv2022_<method>_<scenario>_seed<seed>`, so that
+    `clarena report runs` gives the table over seeds (with forgetting) from the same runs; a
+    folder that finished is read again, one that was interrupted is resumed.
+    """
     with tempfile.TemporaryDirectory() as tmp:
-        run = Path(tmp) / "run"
-        experiment = f"experiment=vdv2022_{method}_{SCENARIOS[scenario]}"
-        command = [sys.executable, "-m", "clarena", "train", experiment, f"seed={seed}"]
-        command += [f"output_dir={run}"]
-        done = subprocess.run(command, env=_env(), capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"clarena failed: {' '.join(command)}\n{done.stderr[-2000:]}")
-        with open(run / "results" / "accuracy_matrix.csv", newline="") as f:
-            last = list(csv.DictReader(f))[-1]
+        experiment = f"vdv2022_{method}_{SCENARIOS[scenario]}"
+        run = (runs if runs is not None else Path(tmp)) / f"{experiment}_seed{seed}"
+        matrix = run / "results" / "accuracy_matrix.csv"
+        command = [sys.executable, "-m", "clarena", "train"]
+        if (run / "config.yaml").exists():
+            command += [f"resume={run}"]
+        else:
+            command += [f"experiment={experiment}", f"seed={seed}", f"output_dir={run}"]
+        if not matrix.exists() or len(_rows(matrix)) < 5:
+            done = subprocess.run(command, env=_env(), capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"clarena failed: {' '.join(command)}\n{done.stderr[-2000:]}")
+        last = _rows(matrix)[-1]
     return [float(last[f"test_on_task_{k}"]) for k in range(1, 6)]
+
+
+def _rows(matrix: Path) -> list[dict[str, str]]:
+    with open(matrix, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def append(row: dict[str, object], results: Path = RESULTS) -> None:
@@ -108,13 +126,13 @@ def measure(args: argparse.Namespace) -> None:
     for cell in args.cells:
         method, scenario = cell.split(":")
         for seed in args.seeds:
-            for side in ("reference", "clarena"):
+            for side in args.sides:
                 start = time.monotonic()
                 if side == "reference":
                     where = (args.reference, args.data_dir)
                     accuracies = run_reference(*where, method, scenario, seed)
                 else:
-                    accuracies = run_clarena(method, scenario, seed)
+                    accuracies = run_clarena(method, scenario, seed, args.runs)
                 seconds = time.monotonic() - start
                 average = 100 * sum(accuracies) / len(accuracies)
                 append(
@@ -179,13 +197,21 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, help="the reference's --data-dir")
     parser.add_argument("--cells", nargs="+", default=[], help="method:scenario, e.g. si:domain")
     parser.add_argument("--seeds", nargs="+", type=int, default=[2, 3, 4, 5, 6])
+    parser.add_argument(
+        "--sides",
+        nargs="+",
+        choices=("reference", "clarena"),
+        default=["reference", "clarena"],
+        help="which sides to run (clarena alone: more seeds for the table over seeds)",
+    )
+    parser.add_argument("--runs", type=Path, help="keep clarena's run folders here")
     parser.add_argument("--summary", action="store_true", help="print the paired table")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the CSV (appended to)")
     args = parser.parse_args()
     if args.summary:
         print(summary(args.results))
         return
-    if args.reference is None or args.data_dir is None:
+    if "reference" in args.sides and (args.reference is None or args.data_dir is None):
         parser.error("--reference and --data-dir are needed to measure")
     for cell in args.cells:
         method, _, scenario = cell.partition(":")

@@ -43,3 +43,38 @@ def test_the_table_pairs_seeds_and_reports_the_mean_difference(tmp_path: Path) -
     assert table[3] == (
         "| SI Domain-IL | 2, 3, 4 (3) | 70.00 ± 5.77 | 72.00 ± 6.35 | 2.00 ± 0.58 | no |"
     )
+
+
+def test_a_kept_run_folder_that_finished_is_read_again_not_retrained(tmp_path, monkeypatch) -> None:
+    paired = _module()
+    run = tmp_path / "vdv2022_si_dil_seed2"
+    (run / "results").mkdir(parents=True)
+    (run / "config.yaml").write_text("seed: 2\n")
+    header = "after_training_task,average_accuracy," + ",".join(
+        f"test_on_task_{k}" for k in range(1, 6)
+    )
+    rows = [
+        f"{t},0.5," + ",".join("0.5" if k <= t else "" for k in range(1, 6)) for t in range(1, 5)
+    ]
+    rows.append("5,0.525,0.25,0.5,0.75,1.0,0.125")
+    (run / "results" / "accuracy_matrix.csv").write_text("\n".join([header, *rows]) + "\n")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError(f"trained again: {args}")
+
+    monkeypatch.setattr(paired.subprocess, "run", no_training)
+    assert paired.run_clarena("si", "domain", 2, tmp_path) == [0.25, 0.5, 0.75, 1.0, 0.125]
+    # an interrupted folder (four rows) is resumed from its folder, not started afresh
+    (run / "results" / "accuracy_matrix.csv").write_text("\n".join([header, *rows[:4]]) + "\n")
+    commands = []
+
+    def record(command, **kwargs):
+        commands.append(command)
+        raise SystemExit("stop here")
+
+    monkeypatch.setattr(paired.subprocess, "run", record)
+    try:
+        paired.run_clarena("si", "domain", 2, tmp_path)
+    except SystemExit:
+        pass
+    assert commands[0][-2:] == ["train", f"resume={run}"]
