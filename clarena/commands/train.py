@@ -230,19 +230,23 @@ def _task_function(cfg) -> None:
     from hydra.types import RunMode
     from omegaconf import open_dict
 
+    from clarena.run.config import validate_config
     from clarena.run.ddp import slurm_rank
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir).absolute()
     with open_dict(cfg):
         cfg.output_dir = str(run_dir)
-    if slurm_rank(cfg.trainer) > 0:  # SLURM started this rank: rank zero owns the folder
-        from clarena.run.spec import RunSpec
-        from clarena.run.task_loop import run_experiment
-
-        run_experiment(RunSpec.of(cfg, run_dir), worker=True)
-        return
     try:
+        try:
+            spec = validate_config(cfg, build=False)  # once per process: cached after pre-flight
+        except ConfigError as exc:
+            raise RunFailed(f"{PROG}: error: {exc}") from None
+        if slurm_rank(spec.settings) > 0:  # SLURM started this rank: rank zero owns the folder
+            from clarena.run.task_loop import run_experiment
+
+            run_experiment(spec, worker=True)
+            return
         if (run_dir / "config.yaml").exists():
             raise RunFailed(
                 f"{PROG}: error: {run_dir} already holds a run; choose a new folder, or continue "

@@ -34,6 +34,10 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from clarena.run.loop_settings import LoopSettings
 
 DDP_RUN_DIR_ENV = "CLARENA_DDP_RUN_DIR"
 """Set by rank zero for its DDP children: the run folder they join."""
@@ -49,11 +53,10 @@ def is_child() -> bool:
     return bool(os.environ.get(DDP_RUN_DIR_ENV)) and os.environ.get("LOCAL_RANK", "0") != "0"
 
 
-def slurm_rank(trainer_cfg: object) -> int:
+def slurm_rank(settings: LoopSettings) -> int:
     """This task's rank when SLURM started every rank of a DDP run (`srun`), else 0."""
-    get = getattr(trainer_cfg, "get", lambda key, default=None: default)
-    several = get("num_nodes", 1) not in (1, "1") or get("devices", 1) not in (1, "1", "auto")
-    if not ("ddp" in str(get("strategy", "") or "") or several) or "SLURM_NTASKS" not in os.environ:
+    several = str(settings.num_nodes) != "1" or str(settings.devices) not in ("1", "auto")
+    if not ("ddp" in str(settings.strategy or "") or several) or "SLURM_NTASKS" not in os.environ:
         return 0
     return int(os.environ.get("SLURM_PROCID", "0") or 0)
 

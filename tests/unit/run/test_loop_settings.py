@@ -170,3 +170,24 @@ def test_a_former_option_on_the_command_line_names_what_replaced_it(
     with pytest.raises(ConfigError) as err:
         compose_config([override])
     assert str(err.value) == message
+
+
+@pytest.mark.parametrize(
+    ("settings", "env", "rank"),
+    [
+        (LoopSettings(devices=2), {"SLURM_NTASKS": "2", "SLURM_PROCID": "1"}, 1),
+        (LoopSettings(num_nodes=2), {"SLURM_NTASKS": "4", "SLURM_PROCID": "3"}, 3),
+        (LoopSettings(strategy="ddp"), {"SLURM_NTASKS": "2", "SLURM_PROCID": "1"}, 1),
+        (LoopSettings(), {"SLURM_NTASKS": "2", "SLURM_PROCID": "1"}, 0),  # one process: no DDP
+        (LoopSettings(devices="auto"), {"SLURM_NTASKS": "2", "SLURM_PROCID": "1"}, 0),
+        (LoopSettings(devices=2), {"SLURM_PROCID": "1"}, 0),  # not started by srun
+    ],
+)
+def test_slurm_rank_reads_the_loop_settings(settings, env, rank, monkeypatch) -> None:
+    from clarena.run.ddp import slurm_rank
+
+    for name in ("SLURM_NTASKS", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert slurm_rank(settings) == rank
