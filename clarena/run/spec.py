@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -55,6 +54,24 @@ def _frozen(node: Any) -> DictConfig:
     copy = OmegaConf.create(node if node is not None else {})
     OmegaConf.set_readonly(copy, True)
     return copy
+
+
+def _read_only(value: Any) -> Any:
+    """`value` (plain dicts, lists, scalars) with every dict read-only and every list a tuple."""
+    if isinstance(value, dict):
+        return MappingProxyType({key: _read_only(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return tuple(_read_only(item) for item in value)
+    return value
+
+
+def _writable(value: Any) -> Any:
+    """The plain dicts and lists `_read_only` froze, as new objects."""
+    if isinstance(value, Mapping):
+        return {key: _writable(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return [_writable(item) for item in value]
+    return value
 
 
 def build_settings(trainer: DictConfig) -> LoopSettings:
@@ -103,6 +120,7 @@ class RunSpec:
     flush_denormal: bool = False
     """Flush subnormal floats to zero during the run (`torch.set_flush_denormal`)."""
     config: Mapping[str, Any] = field(default_factory=dict)
+    """The resolved config, read-only at every depth (`plain_config` gives a writable copy)."""
 
     @classmethod
     def of(cls, cfg: DictConfig, run_dir: Path | str | None = None) -> RunSpec:
@@ -128,9 +146,9 @@ class RunSpec:
                 {k: _frozen(v) for k, v in callback_nodes(resolved).items()}
             ),
             flush_denormal=bool(resolved.get("flush_denormal", False)),
-            config=MappingProxyType(plain),
+            config=_read_only(plain),
         )
 
     def plain_config(self) -> dict[str, Any]:
         """The resolved config as a new plain dict (to write, or to change a copy of)."""
-        return copy.deepcopy(dict(self.config))
+        return _writable(self.config)

@@ -13,7 +13,7 @@ from clarena.core.errors import ConfigError
 from clarena.run.components import build_components
 from clarena.run.config import compose_config
 from clarena.run.loop_settings import LoopSettings
-from clarena.run.spec import RunSpec
+from clarena.run.spec import RunSpec, to_plain
 
 
 def test_the_spec_is_typed_resolved_and_frozen(tmp_path: Path) -> None:
@@ -29,7 +29,13 @@ def test_the_spec_is_typed_resolved_and_frozen(tmp_path: Path) -> None:
         spec.cl_algorithm.temperature = 9.0
     with pytest.raises(TypeError):
         spec.config["seed"] = 8  # type: ignore[index]
+    with pytest.raises(TypeError):
+        spec.config["trainer"]["max_steps"] = 8  # type: ignore[index]
+    assert spec.config["backbone"]["hidden_dims"] == (256, 256)  # lists become tuples
     copy = spec.plain_config()
+    assert copy["backbone"]["hidden_dims"] == [256, 256]  # plain lists and dicts again
+    composed = compose_config([f"output_dir={run}", "seed=7", "trainer.max_steps=3"])
+    assert copy == {k: v for k, v in to_plain(composed).items() if k != "hydra"}
     copy["trainer"]["max_steps"] = 99
     assert spec.config["trainer"]["max_steps"] == 3  # a copy: the spec stays as described
 
