@@ -37,16 +37,18 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "vdv2022_paired.csv"
 FIELDS = ("side", "method", "scenario", "seed", "average", "per_context", "seconds")
 SCENARIOS = {"task": "til", "domain": "dil", "class": "cil"}
-# the reference's main.py flag per method, clarena's experiment name part per method
+# the reference's main.py flags per method, as its compare.py runs each method (main.py's own
+# defaults differ for two: compare.py runs iCaRL with --active-classes=all-so-far where main.py's
+# default is all, and Joint for contexts x iters iterations in one go)
 REFERENCE_FLAGS = {
     "finetuning": [],
-    "joint": ["--joint"],
+    "joint": ["--joint", "--iters=10000"],
     "ewc": ["--ewc"],
     "si": ["--si"],
     "lwf": ["--lwf"],
     "er": ["--replay=buffer"],
     "agem": ["--agem"],
-    "icarl": ["--icarl"],
+    "icarl": ["--icarl", "--active-classes=all-so-far"],
 }
 NAMES = {
     "finetuning": "None",
@@ -68,13 +70,18 @@ def _env() -> dict[str, str]:
     return env
 
 
+def reference_command(data_dir: Path, method: str, scenario: str, seed: int) -> list[str]:
+    """The reference's command line (run in its checkout) for one cell and seed."""
+    command = [sys.executable, "main.py", "--experiment=splitMNIST", f"--scenario={scenario}"]
+    command += [*REFERENCE_FLAGS[method], f"--seed={seed}", "--no-gpus", f"--data-dir={data_dir}"]
+    return [*command, "--no-save"]
+
+
 def run_reference(
     checkout: Path, data_dir: Path, method: str, scenario: str, seed: int
 ) -> list[float]:
     """The reference's final accuracy on each context, parsed from what its main.py prints."""
-    command = [sys.executable, "main.py", "--experiment=splitMNIST", f"--scenario={scenario}"]
-    command += [*REFERENCE_FLAGS[method], f"--seed={seed}", "--no-gpus", f"--data-dir={data_dir}"]
-    command += ["--no-save"]
+    command = reference_command(data_dir, method, scenario, seed)
     done = subprocess.run(command, cwd=checkout, env=_env(), capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"the reference failed: {' '.join(command)}\n{done.stderr[-2000:]}")

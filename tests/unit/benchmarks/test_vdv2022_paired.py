@@ -78,3 +78,24 @@ def test_a_kept_run_folder_that_finished_is_read_again_not_retrained(tmp_path, m
     except SystemExit:
         pass
     assert commands[0][-2:] == ["train", f"resume={run}"]
+
+
+def test_the_reference_runs_each_method_as_its_compare_script_does() -> None:
+    paired = _module()
+    data = Path("/data")
+    icarl = paired.reference_command(data, "icarl", "class", 3)
+    assert icarl[1:] == [
+        "main.py",
+        "--experiment=splitMNIST",
+        "--scenario=class",
+        "--icarl",
+        "--active-classes=all-so-far",  # compare.py's setting; main.py's default is `all`
+        "--seed=3",
+        "--no-gpus",
+        "--data-dir=/data",
+        "--no-save",
+    ]
+    joint = paired.reference_command(data, "joint", "domain", 2)
+    assert joint[4:6] == ["--joint", "--iters=10000"]  # 5 contexts x 2000 in one go
+    agem = paired.reference_command(data, "agem", "class", 2)
+    assert agem[4] == "--agem" and not any(a.startswith("--active-classes") for a in agem)
